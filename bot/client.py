@@ -1,0 +1,120 @@
+"""``EmotionBot``: opens the store, starts the worker, loads the cogs; ``close()`` undoes it in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+from discord.ext import commands
+
+from bot.errors import install_error_handler
+from bot.pacer import ReactionPacer
+from bot.settings import Settings
+from bot.store import GuildSettings, Store
+from model.classifier import Classifier
+from model.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS: tuple[str, ...] = (
+    "bot.cogs.tagging",
+    "bot.cogs.feedback",
+    "bot.cogs.emotion",
+    "bot.cogs.admin",
+    "bot.cogs.stats",
+)
+
+
+def make_intents() -> discord.Intents:
+    """Guilds, guild messages and message content (privileged: enable it in the Developer Portal)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.message_content = True
+    return intents
+
+
+def load_classifier(settings: Settings) -> Classifier:
+    """The registry's current version when there is one, else the configured model (hub id or folder)."""
+    from model.registry import Registry
+
+    current = Registry(settings.models_dir).current_path()
+    source = str(current) if current is not None else settings.model
+    return Classifier.load(source, device=settings.device, quantize=settings.quantize)
+
+
+class EmotionBot(commands.Bot):
+    settings: Settings
+    classifier: Classifier
+    store: Store
+    worker: InferenceWorker
+    pacer: ReactionPacer
+    started_at: float
+
+    def __init__(self, settings: Settings, classifier: Classifier, *, store_options: dict | None = None,
+                 **options) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=make_intents(),
+                         help_command=None, allowed_mentions=discord.AllowedMentions.none(), **options)
+        self.settings = settings
+        self.classifier = classifier
+        self.accepting = True
+        self.inflight: set[asyncio.Task] = set()
+        self.started_at = time.time()
+        self.store_options = store_options or {}
+
+    async def setup_hook(self) -> None:
+        self.store = await Store.open(self.settings.db_path, defaults=GuildSettings(threshold=self.settings.threshold),
+                                      **self.store_options)
+        self.worker = InferenceWorker(self.classifier, max_batch=self.settings.max_batch,
+                                      torch_threads=self.settings.inference_threads).start()
+        self.pacer = ReactionPacer(channel_rate=self.settings.channel_reactions_per_s,
+                                   global_rate=self.settings.global_requests_per_s,
+                                   max_age=self.settings.reaction_max_age)
+        install_error_handler(self.tree)
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except Exception:  # noqa: BLE001 - one broken cog must not stop the bot
+                log.exception("failed to load extension %s", extension)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync to one guild when EMOTION_GUILD_ID is set (instant), else globally (up to an hour)."""
+        try:
+            if self.settings.guild_id:
+                guild = discord.Object(self.settings.guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            else:
+                await self.tree.sync()
+        except discord.HTTPException as exc:
+            log.error("could not sync slash commands (HTTP %s); they may be out of date", exc.status)
+
+    def track(self, task: asyncio.Task) -> None:
+        """Remember in-flight work so a shutdown can let it finish."""
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    def deploy(self, classifier: Classifier) -> None:
+        """Serve ``classifier`` from the next batch on; no request fails, nothing restarts."""
+        self.classifier = classifier
+        self.worker.swap(classifier)
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        self.accepting = False
+        pending = [t for t in self.inflight if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=drain_timeout)
+        for name in ("pacer", "worker"):
+            part = getattr(self, name, None)
+            if part is not None:
+                try:
+                    await part.close()
+                except Exception:  # noqa: BLE001 - keep closing the rest
+                    log.exception("closing %s failed", name)
+        await super().close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            await store.close()

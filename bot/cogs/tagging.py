@@ -1,0 +1,95 @@
+"""Tag members' messages: classify through the worker, record the prediction, react via the pacer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+from discord.ext import commands, tasks
+
+from bot.store import PredictionRow, StoreError
+from model.labels import emoji_for
+from model.worker import WorkerClosed
+
+log = logging.getLogger(__name__)
+
+TAGGED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+def channel_ids(channel) -> tuple[int, int | None]:
+    """The channel id and, for threads and forum posts, the parent's id (settings apply to both)."""
+    return channel.id, getattr(channel, "parent_id", None)
+
+
+def is_taggable(message: discord.Message) -> bool:
+    """Human text in a guild text channel, thread or forum post; not bots, webhooks or system messages."""
+    return (
+        message.guild is not None
+        and not message.author.bot
+        and message.webhook_id is None
+        and message.type in TAGGED_TYPES
+        and isinstance(message.channel, (discord.TextChannel, discord.Thread))
+        and bool(message.content and message.content.strip())
+    )
+
+
+class Tagging(commands.Cog):
+    def __init__(self, bot) -> None:
+        self.bot = bot
+        self._store_warned = False
+
+    async def cog_load(self) -> None:
+        self.retention.start()
+
+    async def cog_unload(self) -> None:
+        self.retention.cancel()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if not self.bot.accepting or not is_taggable(message):
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.bot.track(task)
+        received = self.bot.pacer.clock()
+        store = self.bot.store
+        guild_settings = await store.get_guild_settings(message.guild.id)
+        if not guild_settings.enabled or not guild_settings.channel_enabled(*channel_ids(message.channel)):
+            return
+        if await store.is_opted_out(message.author.id):
+            return
+        try:
+            prediction = await self.bot.worker.classify(message.content)
+        except WorkerClosed:
+            return
+        try:
+            await store.record_prediction(PredictionRow(
+                guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id,
+                author_id=message.author.id, label=prediction.label, probability=prediction.score,
+                model_version=prediction.version, created_at=time.time()))
+        except StoreError as exc:
+            if not self._store_warned:
+                log.error("predictions are not being recorded: %s", exc)
+                self._store_warned = True
+        if not guild_settings.reactions or prediction.score < guild_settings.threshold:
+            return
+        if prediction.label == "neutral" and not guild_settings.show_neutral:
+            return
+        emoji = emoji_for(prediction.label)
+        self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received)
+
+    @tasks.loop(hours=6)
+    async def retention(self) -> None:
+        """Delete predictions older than EMOTION_RETENTION_DAYS (corrections are kept for training)."""
+        try:
+            removed = await self.bot.store.delete_predictions_older_than(self.bot.settings.retention_days)
+            if removed:
+                log.info("retention: removed %d predictions older than %s days", removed, self.bot.settings.retention_days)
+        except StoreError as exc:
+            log.error("retention failed: %s", exc)
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Tagging(bot))

@@ -1,0 +1,508 @@
+"""Fine-tune the current model on users' corrections, gate it, and save it as a new version.
+
+Straight-line steps, in the order :func:`run` calls them (after Hugging Face's
+``run_classification.py``): resolve the base → examples to a Dataset → stratified hold-out of
+the corrections → replay train/validation → tokenize (dynamic padding) → evaluate the current
+model → ``Trainer.train`` → evaluate the candidate on the same data → gate → save to the
+registry, and point ``current`` at it only when the gate (or ``force``) says so.
+
+Why a gate: a handful of corrections can teach a model one thing and make it forget three;
+deploying only a candidate that is not worse on data neither model trained on keeps the bot
+from getting worse one retrain at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (
+    DataCollatorWithPadding,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from model import data
+from model.classifier import DEFAULT_MODEL, MAX_LENGTH, Classifier
+from model.registry import DEFAULT_ROOT, Registry
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+#: Two metrics closer than this count as equal (float noise must not decide a deploy).
+_EPS = 1e-9
+
+
+class FinetuneError(RuntimeError):
+    """Training cannot start as configured; the message says what to change."""
+
+
+class FinetuneCancelled(RuntimeError):
+    """``should_stop`` asked training to stop; nothing was deployed."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Every knob of a fine-tune, with the defaults the bot uses."""
+
+    #: Hub id, model folder or registry version (``v3``); None → the current version, else ``fallback_base``.
+    base: str | None = None
+    #: The model to start from while the registry is still empty (``EMOTION_MODEL``).
+    fallback_base: str = DEFAULT_MODEL
+    models_dir: str = DEFAULT_ROOT
+    epochs: float = 5.0
+    learning_rate: float = 3e-5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = MAX_LENGTH
+    seed: int = 42
+    weight_decay: float = 0.01
+    #: Linear warm-up, as a fraction of the training steps.
+    warmup: float = 0.1
+    #: > 0 stops after this many optimizer steps (benchmarks, smoke runs).
+    max_steps: int = -1
+    #: Old labelled data mixed in against forgetting: a GoEmotions folder, .csv, .jsonl or the hub name.
+    replay: str | None = None
+    #: How GoEmotions labels map onto the model's: goemotions, seed13, ekman, or auto (from the model's labels).
+    replay_map: str = "auto"
+    #: Replay rows per correction in the training set.
+    replay_ratio: float = 4.0
+    #: Replay rows held out for evaluation (used by the gate when there is no hold-out).
+    replay_validation: int = 300
+    #: Fraction of the corrected texts held out for the gate.
+    holdout: float = 0.2
+    #: Distinct corrected texts needed before a hold-out is taken; fewer and every one trains.
+    min_holdout: int = 20
+    #: Deploy even when the gate refuses, or when there is nothing to evaluate on.
+    force: bool = False
+    #: Point ``current`` at a candidate that passed the gate (False: save only).
+    deploy: bool = True
+    #: Also save a candidate the gate refused (as a version that is not current).
+    save_refused: bool = False
+    #: torch intra-op threads for this process (None: torch's default, every core).
+    torch_threads: int | None = None
+    device: str = "auto"
+    disable_tqdm: bool = True
+    #: Batch similar lengths together so dynamic padding pads less (about 2x on CPU).
+    group_by_length: bool = True
+    #: Seconds between progress events (the last step is always sent).
+    progress_interval: float = 0.5
+
+
+@dataclass
+class FinetuneResult:
+    """What happened: the saved version (None if nothing was saved), whether it is live, and why."""
+
+    version: str | None
+    deployed: bool
+    reason: str
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    #: Corrections used (training + hold-out).
+    examples: int = 0
+    holdout: int = 0
+    seconds: float = 0.0
+    train_examples: int = 0
+    replay_examples: int = 0
+    eval_set: str | None = None
+    base: str = ""
+    parent: str | None = None
+    path: str | None = None
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def resolve_base(config: FinetuneConfig, registry: Registry) -> tuple[str, str | None]:
+    """(model source, parent version): an explicit base, else the current version, else the fallback."""
+    if config.base:
+        if re.fullmatch(r"v\d+", config.base.strip()):
+            version = registry.get(config.base.strip())
+            return str(version.path), version.name
+        path = Path(config.base).expanduser()
+        if path.is_dir() and path.resolve().parent == registry.root.resolve() and re.fullmatch(r"v\d+", path.name):
+            return str(path), path.name
+        return config.base, None
+    current = registry.current()
+    if current is not None:
+        return str(current.path), current.name
+    return config.fallback_base, None
+
+
+def to_dataset(examples: Dataset | Iterable[tuple[str, str]]) -> Dataset:
+    """Corrections as a text/label Dataset (a Dataset passes through)."""
+    return examples if isinstance(examples, Dataset) else data.from_pairs(examples)
+
+
+def split_holdout(ds: Dataset, fraction: float, min_texts: int, seed: int) -> tuple[Dataset, Dataset | None, str]:
+    """Stratified hold-out by *distinct text*, so a repeated text never sits on both sides.
+
+    Each label keeps at least one text for training; the hold-out has one row per text with
+    its most frequent label. Returns (train, hold-out or None, a sentence saying what was done).
+    """
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for text, label in zip(ds["text"], ds["label"]):
+        votes[text][label] += 1
+    if len(votes) < min_texts or fraction <= 0:
+        return ds, None, f"no hold-out: {len(votes)} distinct corrected texts (a hold-out needs {min_texts})"
+    majority = {text: c.most_common(1)[0][0] for text, c in votes.items()}
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text in sorted(majority):
+        by_label[majority[text]].append(text)
+    rng = np.random.default_rng(seed)
+    held: list[str] = []
+    for label in sorted(by_label):
+        texts = by_label[label]
+        k = min(len(texts) - 1, int(round(len(texts) * fraction)))
+        if k > 0:
+            held.extend(texts[i] for i in rng.permutation(len(texts))[:k])
+    if not held:
+        return ds, None, f"no hold-out: no label has enough distinct texts ({len(votes)} texts)"
+    held_set = set(held)
+    train = ds.filter(lambda b: [t not in held_set for t in b["text"]], batched=True)
+    holdout = data.from_pairs((t, majority[t]) for t in sorted(held_set))
+    return train, holdout, f"hold-out: {len(held)} of {len(votes)} distinct corrected texts, stratified by label"
+
+
+def load_replay(config: FinetuneConfig, labels: Sequence[str]) -> tuple[Dataset, Dataset]:
+    """(training pool, validation) from ``config.replay``, checked against the model's labels.
+
+    A GoEmotions source has its own dev split for validation; a single file is split here.
+    """
+    source = str(config.replay)
+    target = config.replay_map
+    goemotions = data.has_split(source, "train")
+    if goemotions and target == "auto":
+        target = data.target_for(labels)
+    target = target if goemotions else "goemotions"
+    pool = data.load_examples(source, split="train", target=target)
+    if data.has_split(source, "dev"):
+        validation = data.load_examples(source, split="dev", target=target)
+    else:
+        pool = pool.shuffle(seed=config.seed)
+        n_val = min(config.replay_validation, len(pool) // 5)
+        validation, pool = pool.select(range(n_val)), pool.select(range(n_val, len(pool)))
+    validation = validation.shuffle(seed=config.seed).select(range(min(len(validation), config.replay_validation)))
+    data.check_labels(pool, labels, what=f"replay data {source}")
+    data.check_labels(validation, labels, what=f"replay data {source}")
+    return pool, validation
+
+
+def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int] | None = None) -> Dataset:
+    """Token ids truncated to ``max_length`` and left unpadded (the collator pads per batch).
+
+    With ``label2id`` a ``labels`` column of ids is added (training); without, text only (prediction).
+    """
+    def encode(batch: dict) -> dict:
+        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        if label2id is not None:
+            out["labels"] = [label2id[lb] for lb in batch["label"]]
+        return out
+
+    return ds.map(encode, batched=True, remove_columns=ds.column_names)
+
+
+def training_arguments(config: FinetuneConfig, output_dir: str) -> TrainingArguments:
+    """TrainingArguments for this machine: CUDA + bf16/fp16 when present, no checkpoints, no trackers."""
+    cuda = torch.cuda.is_available() and (config.device == "auto" or config.device.startswith("cuda"))
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps and config.max_steps > 0 else -1,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=not cuda,
+        bf16=bf16,
+        fp16=bool(cuda and not bf16),
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        report_to=[],
+        disable_tqdm=config.disable_tqdm,
+        dataloader_pin_memory=cuda,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+    )
+
+
+class _QuietProgress(ProgressCallback):
+    """The tqdm bar without a printed line per log (we log every step for the loss)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
+class ProgressEvents(TrainerCallback):
+    """Turns Trainer steps into ``{"event": "progress", …}`` dicts and honours ``should_stop``."""
+
+    def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool] | None = None,
+                 interval: float = 0.5) -> None:
+        self.emit = emit
+        self.should_stop = should_stop
+        self.interval = interval
+        self.loss: float | None = None
+        self._t0 = time.monotonic()
+        self._last = 0.0
+
+    def _check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise FinetuneCancelled("training was cancelled")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0 = time.monotonic()
+        self._check()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._check()
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self._check()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        self.loss = float(logs["loss"])
+        now = time.monotonic()
+        step, total = state.global_step, state.max_steps
+        if step == total or step == 1 or now - self._last >= self.interval:
+            self._last = now
+            elapsed = now - self._t0
+            eta = elapsed / step * (total - step) if step else None
+            self.emit({"event": "progress", "epoch": round(float(state.epoch or 0.0), 3), "step": step,
+                       "max_steps": total, "loss": round(self.loss, 5), "eta_s": None if eta is None else round(eta, 1)})
+
+
+def make_trainer(model, tokenizer, config: FinetuneConfig, output_dir: str, *, train: Dataset | None = None,
+                 callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
+    """A Trainer with dynamic padding and our quiet progress handling (the benchmark uses it too)."""
+    trainer = Trainer(model=model, args=training_arguments(config, output_dir), train_dataset=train,
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                      callbacks=list(callbacks))
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgress)
+    return trainer
+
+
+def metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 over the labels present in ``gold`` (by name, so any two models compare)."""
+    present = sorted(set(gold))
+    return {"accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, labels=present, average="macro", zero_division=0))}
+
+
+def predict_labels(model, tokenizer, ds: Dataset, config: FinetuneConfig, output_dir: str,
+                   callbacks: Sequence[TrainerCallback] = ()) -> list[str]:
+    """Label names the model predicts for ``ds["text"]``, in order (batched by Trainer.predict).
+
+    group_by_length is switched off here: with it, Trainer also length-sorts the *eval*
+    sampler, and ``predict`` then returns rows in that shuffled order.
+    """
+    config = replace(config, group_by_length=False)
+    trainer = make_trainer(model, tokenizer, config, output_dir, callbacks=callbacks)
+    out = trainer.predict(tokenize(ds, tokenizer, max_length=config.max_length))
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    id2label = model.config.id2label
+    return [id2label[int(i)] for i in np.asarray(logits).argmax(-1)]
+
+
+def evaluate(model, tokenizer, eval_sets: dict[str, Dataset], config: FinetuneConfig, output_dir: str,
+             callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Metrics on each named eval set, flat: ``{"accuracy", "macro_f1", "replay_accuracy", …}``.
+
+    The first set is the gate's and its metrics carry no prefix.
+    """
+    out: dict[str, Any] = {}
+    for i, (name, ds) in enumerate(eval_sets.items()):
+        scores = metrics(ds["label"], predict_labels(model, tokenizer, ds, config, output_dir, callbacks))
+        prefix = "" if i == 0 else f"{name}_"
+        out.update({f"{prefix}{k}": round(v, 6) for k, v in scores.items()})
+        out[f"{prefix}examples"] = len(ds)
+        if i == 0:
+            out["eval_set"] = name
+    return out
+
+
+def gate(before: dict[str, Any], after: dict[str, Any], *, force: bool = False) -> tuple[bool, str]:
+    """Deploy only a candidate not worse than the current model: macro-F1 first, accuracy breaks ties."""
+    if not before or not after:
+        return (True, "forced: deployed without evaluation") if force else (False, "no evaluation data")
+    where = f"on the {before.get('eval_set', 'eval')} set ({before.get('examples', '?')} examples)"
+    f1_b, f1_a = before["macro_f1"], after["macro_f1"]
+    acc_b, acc_a = before["accuracy"], after["accuracy"]
+    figures = f"macro-F1 {f1_b:.3f} → {f1_a:.3f}, accuracy {acc_b:.3f} → {acc_a:.3f} {where}"
+    if f1_a > f1_b + _EPS:
+        return True, f"candidate is better: {figures}"
+    if abs(f1_a - f1_b) <= _EPS and acc_a >= acc_b - _EPS:
+        return True, f"candidate is not worse: {figures}"
+    if force:
+        return True, f"forced although the candidate is worse: {figures}"
+    return False, f"candidate is worse, kept the current model: {figures}"
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | None = None, *,
+        on_event: Callable[[Event], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> FinetuneResult:
+    """Fine-tune on ``examples`` (``(text, label)`` corrections) and maybe deploy; see the module docstring.
+
+    ``on_event`` receives stage and progress dicts; ``should_stop`` is polled every step and
+    raises :class:`FinetuneCancelled` before anything is deployed.
+    """
+    config = config or FinetuneConfig()
+    emit = on_event or (lambda event: None)
+    started = time.monotonic()
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise FinetuneCancelled("training was cancelled")
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    if config.disable_tqdm:  # the caller shows progress from the events instead
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    set_seed(config.seed)
+    registry = Registry(config.models_dir)
+
+    # 1. base model and its labels
+    base, parent = resolve_base(config, registry)
+    current = registry.current()
+    reference = str(current.path) if current is not None else base
+    log.info("fine-tuning %s (parent %s); comparing against %s", base, parent, reference)
+    clf = Classifier.load(base, device="cpu", quantize="none", max_length=config.max_length)
+    model, tokenizer, labels = clf.model, clf.tokenizer, list(clf.labels)
+    label2id = {lb: i for i, lb in enumerate(labels)}
+
+    # 2. corrections → Dataset, checked against the model's labels
+    corrections = to_dataset(examples)
+    if len(corrections) == 0:
+        raise FinetuneError("no corrections to train on: collect some with /correct first")
+    data.check_labels(corrections, labels, what="corrections")
+
+    # 3. hold-out of corrections
+    train, holdout, holdout_note = split_holdout(corrections, config.holdout, config.min_holdout, config.seed)
+    log.info(holdout_note)
+
+    # 4. replay: training rows and validation
+    replay_train = replay_val = None
+    if config.replay:
+        pool, replay_val = load_replay(config, labels)
+        replay_train = data.replay_sample(pool, len(train), config.replay_ratio, seed=config.seed)
+    train_all = data.concat([train, replay_train] if replay_train is not None else [train])
+    eval_sets = {name: ds for name, ds in (("holdout", holdout), ("replay", replay_val)) if ds is not None and len(ds)}
+
+    summary = dict(examples=len(corrections), holdout=len(holdout) if holdout is not None else 0,
+                   train_examples=len(train_all), replay_examples=len(replay_train) if replay_train is not None else 0,
+                   eval_set=next(iter(eval_sets), None), base=base, parent=parent)
+    if not eval_sets and not config.force:
+        return FinetuneResult(
+            None, False,
+            f"refused before training: nothing to evaluate a candidate on ({holdout_note}; no replay data). "
+            f"Collect at least {config.min_holdout} distinct corrections, add replay data, or force it.",
+            seconds=round(time.monotonic() - started, 2), **summary)
+
+    with tempfile.TemporaryDirectory(prefix="emotion-finetune-") as workdir:
+        progress = ProgressEvents(emit, should_stop, config.progress_interval)
+
+        # 5. tokenize
+        emit({"event": "stage", "stage": "tokenize"})
+        train_tok = tokenize(train_all, tokenizer, max_length=config.max_length, label2id=label2id)
+        check_stop()
+
+        # 6. the current model on the eval data (before training changes the base in place)
+        before: dict[str, Any] = {}
+        if eval_sets:
+            emit({"event": "stage", "stage": "evaluate", "model": "current"})
+            if reference == base:
+                before = evaluate(model, tokenizer, eval_sets, config, workdir, [progress])
+            else:
+                ref = Classifier.load(reference, device="cpu", quantize="none", max_length=config.max_length)
+                before = evaluate(ref.model, ref.tokenizer, eval_sets, config, workdir, [progress])
+                del ref
+        check_stop()
+
+        # 7. train
+        emit({"event": "stage", "stage": "train"})
+        trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress])
+        train_output = trainer.train()
+        model = trainer.model
+        check_stop()
+
+        # 8. the candidate on the same data
+        after: dict[str, Any] = {}
+        if eval_sets:
+            emit({"event": "stage", "stage": "evaluate", "model": "candidate"})
+            after = evaluate(model, tokenizer, eval_sets, config, workdir, [progress])
+        deployed, reason = gate(before, after, force=config.force)
+        if deployed and not config.deploy:
+            deployed, reason = False, f"{reason}; saved without deploying (deploy=False)"
+        log.info("gate: %s", reason)
+        check_stop()
+
+        # 9. save (and deploy)
+        version = path = None
+        if deployed or config.save_refused or not config.deploy:
+            emit({"event": "stage", "stage": "save"})
+            name, tmp = registry.allocate()
+            try:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                saved = registry.commit(tmp, {
+                    "base": base, "parent": parent,
+                    "examples": {"corrections": len(corrections), "train": len(train_all),
+                                 "holdout": summary["holdout"], "replay": summary["replay_examples"],
+                                 "replay_validation": len(replay_val) if replay_val is not None else 0},
+                    "hyperparameters": _hyperparameters(config),
+                    "metrics": {"before": before, "after": after, "train_loss": round(float(train_output.training_loss), 6),
+                                "deployed": deployed, "reason": reason},
+                    "labels": labels,
+                })
+            except BaseException:
+                registry.discard(tmp)
+                raise
+            version, path = saved.name, str(saved.path)
+            check_stop()
+            if deployed:
+                registry.set_current(saved.name, reason="finetune")
+
+    return FinetuneResult(version, deployed, reason, before, after, seconds=round(time.monotonic() - started, 2),
+                          path=path, **summary)
+
+
+def _hyperparameters(config: FinetuneConfig) -> dict[str, Any]:
+    keep = ("epochs", "learning_rate", "batch_size", "max_length", "seed", "weight_decay", "warmup", "max_steps",
+            "replay", "replay_map", "replay_ratio", "holdout", "min_holdout", "force", "group_by_length")
+    values = asdict(config)
+    return {k: values[k] for k in keep}
+
+
+def result_from_dict(values: dict[str, Any]) -> FinetuneResult:
+    """Rebuild a result sent across a process boundary as a dict."""
+    return FinetuneResult(**values)
+

@@ -1,0 +1,287 @@
+"""Run a fine-tune in a child process, so the bot keeps answering while it trains.
+
+Why a process and not a thread: training holds the GIL for long stretches and would take every
+core torch offers; a ``spawn``ed child gets its own interpreter, its own thread budget
+(``OMP_NUM_THREADS`` and ``torch.set_num_threads``), and a lower CPU priority (``os.nice``),
+and can be stopped at any moment without corrupting the parent.
+
+::
+
+    job = TrainingJob(examples, FinetuneConfig(models_dir=..., torch_threads=1)).start()
+    async for event in job.events():      # {"event": "stage"|"progress", …}
+        ...
+    result = await job.result()           # FinetuneResult, or TrainingFailed / TrainingCancelled
+
+This module imports neither torch nor transformers at the top: the child unpickles its
+arguments (and so imports this module) *before* its thread settings can be applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterable
+
+if TYPE_CHECKING:
+    from model.finetune import FinetuneConfig, FinetuneResult
+
+log = logging.getLogger(__name__)
+
+#: Thread-count variables read once by the native libraries when torch is imported.
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_env_lock = threading.Lock()
+
+
+class TrainingFailed(RuntimeError):
+    """The training process crashed or raised; nothing was deployed. ``details`` holds the child's traceback."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TrainingCancelled(RuntimeError):
+    """The job was cancelled before it finished; nothing was deployed."""
+
+
+class TrainingBusy(RuntimeError):
+    """Another training job of this process is still running."""
+
+
+_END = object()
+
+
+def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: Any, nice: int) -> None:
+    """Entry point of the training process: run the fine-tune, report over ``out``."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # cooperative: checked every step
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the parent's to handle
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    code = 0
+    try:
+        import torch
+
+        from model import finetune
+
+        if config.get("torch_threads"):
+            torch.set_num_threads(int(config["torch_threads"]))
+        cfg = finetune.FinetuneConfig(**config)
+        result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e)), should_stop=stop.is_set)
+        out.put(("result", dataclasses.asdict(result)))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        from model.finetune import FinetuneCancelled
+
+        if isinstance(exc, FinetuneCancelled):
+            out.put(("cancelled", str(exc)))
+        else:
+            out.put(("error", {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}))
+            code = 1
+    finally:
+        out.close()
+        out.join_thread()  # the messages must reach the pipe before the process ends
+    if code:
+        sys.exit(code)
+
+
+class TrainingJob:
+    """One fine-tune in a child process, driven from asyncio. One at a time per process."""
+
+    _active: ClassVar[TrainingJob | None] = None
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, examples: Iterable[tuple[str, str]], config: FinetuneConfig | None = None, *,
+                 nice: int = 10, poll_interval: float = 0.2, kill_after: float = 10.0) -> None:
+        from model.finetune import FinetuneConfig
+
+        self.examples = [(str(t), str(lb)) for t, lb in examples]
+        self.config = config or FinetuneConfig(torch_threads=1)
+        self.nice = nice
+        self.poll_interval = poll_interval
+        #: Seconds ``cancel`` waits for the child to stop at a step boundary before SIGKILL.
+        self.kill_after = kill_after
+        self._ctx = mp.get_context("spawn")
+        self._queue: Any = None
+        self._process: Any = None
+        self._events: asyncio.Queue | None = None
+        self._done: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+        self._cancelled = False
+        self.last_stage: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def busy(cls) -> bool:
+        """Whether a job started by this process is still running."""
+        job = cls._active
+        return job is not None and job.running
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> TrainingJob:
+        """Start the child process; :class:`TrainingBusy` if another job of this process is running."""
+        with TrainingJob._guard:
+            if self._process is not None:
+                raise RuntimeError("this job was already started")
+            if TrainingJob.busy():
+                raise TrainingBusy(f"a training job is already running (pid {TrainingJob._active.pid}): "
+                                   "wait for it to finish or cancel it")
+            self._queue = self._ctx.Queue()
+            config = dataclasses.asdict(self.config)
+            self._process = self._ctx.Process(target=_child_main, name="emotion-finetune", daemon=True,
+                                              args=(self.examples, config, self._queue, self.nice))
+            threads = str(self.config.torch_threads) if self.config.torch_threads else None
+            with _env_lock:  # a spawned child copies the environment when it starts
+                saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+                try:
+                    if threads:
+                        os.environ.update(dict.fromkeys(_THREAD_ENV, threads))
+                    self._process.start()
+                finally:
+                    for k, v in saved.items():
+                        if v is None:
+                            os.environ.pop(k, None)
+                        else:
+                            os.environ[k] = v
+            TrainingJob._active = self
+        log.info("training started in process %s (%s torch threads, nice %+d)",
+                 self._process.pid, self.config.torch_threads or "default", self.nice)
+        return self
+
+    def cancel(self) -> bool:
+        """Ask the child to stop (SIGTERM, honoured at the next step), then SIGKILL after ``kill_after`` s.
+
+        Returns False when there was nothing to cancel (not started, or already finished).
+        A cancelled job deploys nothing: the child checks for the request before it switches
+        ``current``, and a kill mid-save leaves only a temp folder the registry ignores.
+        """
+        if self._process is None or not self._process.is_alive():
+            return False
+        self._cancelled = True
+        self._process.terminate()
+        timer = threading.Timer(self.kill_after, self._kill)
+        timer.daemon = True
+        timer.start()
+        log.info("training cancelled (pid %s)", self._process.pid)
+        return True
+
+    def _kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            log.warning("training process %s ignored SIGTERM; killing it", self._process.pid)
+            self._process.kill()
+
+    # ------------------------------------------------------------------ asyncio side
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Stage and progress events as they arrive; ends when the job ends (then await :meth:`result`)."""
+        self._ensure_reader()
+        assert self._events is not None
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                self._events.put_nowait(_END)  # a second iteration ends at once too
+                return
+            yield item
+
+    async def result(self) -> FinetuneResult:
+        """The :class:`FinetuneResult`; raises TrainingFailed or TrainingCancelled instead when so."""
+        self._ensure_reader()
+        assert self._done is not None
+        return await asyncio.shield(self._done)
+
+    def _ensure_reader(self) -> None:
+        if self._process is None:
+            raise RuntimeError("start() the job first")
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            self._events = asyncio.Queue()
+            self._done = loop.create_future()
+            self._reader = loop.create_task(self._read(), name="training-job-reader")
+
+    async def _read(self) -> None:
+        """Move messages from the process queue to asyncio, off the loop; settle the result."""
+        assert self._events is not None and self._done is not None
+        outcome: Any = None
+        try:
+            while outcome is None:
+                try:
+                    kind, payload = await asyncio.to_thread(self._queue.get, True, self.poll_interval)
+                except queue.Empty:
+                    if self._process.is_alive():
+                        continue
+                    try:  # it may have sent its last words just before the check
+                        kind, payload = await asyncio.to_thread(self._queue.get, True, 0.5)
+                    except queue.Empty:
+                        outcome = self._after_exit()
+                        continue
+                except (EOFError, OSError) as exc:
+                    outcome = TrainingFailed(f"lost contact with the training process: {exc}")
+                    continue
+                if kind == "event":
+                    if payload.get("event") == "stage":
+                        self.last_stage = payload.get("stage")
+                    self._events.put_nowait(payload)
+                elif kind == "result":
+                    from model.finetune import result_from_dict
+
+                    outcome = result_from_dict(payload)
+                    if self._cancelled:
+                        log.info("training finished before the cancel took effect: %s", outcome.reason)
+                elif kind == "cancelled":
+                    outcome = TrainingCancelled("training was cancelled; nothing was deployed")
+                elif kind == "error":
+                    outcome = TrainingFailed(
+                        f"training failed: {payload['type']}: {payload['message']}; nothing was deployed",
+                        payload.get("traceback", ""))
+            await asyncio.to_thread(self._process.join, 5.0)
+        except asyncio.CancelledError:
+            outcome = TrainingCancelled("stopped waiting for the training job")
+            raise
+        except BaseException as exc:  # noqa: BLE001 - surface reader bugs through result()
+            outcome = TrainingFailed(f"could not follow the training job: {exc}")
+        finally:
+            if not self._done.done():
+                if isinstance(outcome, BaseException):
+                    self._done.set_exception(outcome)
+                    self._done.exception()  # nobody may await result(): no "never retrieved" warning
+                else:
+                    self._done.set_result(outcome)
+            self._events.put_nowait(_END)
+            if not self.running:  # release the queue's pipe and semaphore now, not at interpreter exit
+                self._queue.close()
+                self._queue = None
+            with TrainingJob._guard:
+                if TrainingJob._active is self and not self.running:
+                    TrainingJob._active = None
+
+    def _after_exit(self) -> BaseException:
+        """The child ended without a message: say how."""
+        code = self._process.exitcode
+        if self._cancelled:
+            return TrainingCancelled("training was cancelled; nothing was deployed")
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return TrainingFailed(f"the training process was killed by {name}{hint}; nothing was deployed")
+        return TrainingFailed(f"the training process exited with code {code} without a result; nothing was deployed")

@@ -1,0 +1,166 @@
+"""/correct and Apps ▸ Correct emotion through simcord, with every bad input."""
+
+from __future__ import annotations
+
+import discord
+import pytest
+
+from tests.conftest import running
+from tests.test_bot_tagging import reactions
+
+
+@pytest.fixture
+def world(simcord_env):
+    env = simcord_env
+    guild = env.create_guild("Main")
+    general = guild.create_text_channel("general")
+    alice = guild.add_member(env.create_user("alice"))
+    bob = guild.add_member(env.create_user("bob"))
+    return env, guild, general, alice, bob
+
+
+async def test_correct_by_id_stores_the_correction_and_swaps_the_reaction(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "ugh not again")
+    assert reactions(msg) == [("😄", 1)]
+    r = await bob.slash(general, "correct", message=str(msg.id), emotion="anger")
+    assert r.ephemeral
+    assert "happiness" in r.response.content and "anger" in r.response.content
+    assert reactions(general.history()[-1]) == [("😠", 1)]
+    assert await env.bot.store.corrections_for_training() == [("ugh not again", "anger")]
+
+
+async def test_correct_by_link_and_case_insensitive_label(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "wow really")
+    link = f"https://discord.com/channels/{guild.id}/{general.id}/{msg.id}"
+    r = await bob.slash(general, "correct", message=link, emotion="Surprise")
+    assert "surprise" in r.response.content
+    assert await env.bot.store.corrections_for_training() == [("wow really", "surprise")]
+
+
+async def test_a_later_correction_by_the_same_user_replaces_the_earlier(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "oh sure")
+    await bob.slash(general, "correct", message=str(msg.id), emotion="anger")
+    await bob.slash(general, "correct", message=str(msg.id), emotion="sarcasm")
+    assert await env.bot.store.corrections_for_training() == [("oh sure", "sarcasm")]
+
+
+async def test_unknown_label_is_refused_with_the_valid_ones(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "hmm")
+    r = await bob.slash(general, "correct", message=str(msg.id), emotion="hangry")
+    assert r.ephemeral and "not an emotion this model knows" in r.response.content and "sadness" in r.response.content
+    assert await env.bot.store.count_corrections() == 0
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("not a link", "not a message link or id"),
+    ("https://discord.com/channels/@me/1/2", "direct message"),
+    ("123456789012345678", "deleted or doesn't exist"),
+])
+async def test_bad_references_get_a_clear_message(world, ref, expected):
+    env, guild, general, alice, bob = world
+    r = await bob.slash(general, "correct", message=ref, emotion="anger")
+    assert r.ephemeral and expected in r.response.content
+
+
+async def test_a_message_from_another_server_is_refused(world):
+    env, guild, general, alice, bob = world
+    other = env.create_guild("Other")
+    elsewhere = other.create_text_channel("x")
+    carol = other.add_member(env.create_user("carol"))
+    foreign = await carol.send(elsewhere, "i am so happy")
+    link = f"https://discord.com/channels/{other.id}/{elsewhere.id}/{foreign.id}"
+    r = await bob.slash(general, "correct", message=link, emotion="anger")
+    assert "another server" in r.response.content
+    assert await env.bot.store.count_corrections() == 0
+
+
+async def test_a_deleted_message_is_reported(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "soon gone")
+    await alice.delete(msg)
+    r = await bob.slash(general, "correct", message=str(msg.id), emotion="anger")
+    assert "deleted" in r.response.content
+
+
+async def test_the_bots_own_message_cannot_be_corrected(world):
+    env, guild, general, alice, bob = world
+    mine = await env.bot.get_channel(general.id).send("I am the bot")
+    await env.settle()
+    r = await bob.slash(general, "correct", message=str(mine.id), emotion="anger")
+    assert "my own messages" in r.response.content
+
+
+async def test_a_channel_the_user_cannot_read_is_refused(world):
+    env, guild, general, alice, bob = world
+    mods = guild.create_role("Mods")
+    mod = guild.add_member(env.create_user("mod"), roles=[mods])
+    secret = guild.create_text_channel("secret", overwrites={
+        guild.default_role: discord.PermissionOverwrite(view_channel=False),
+        mods: discord.PermissionOverwrite(view_channel=True),
+        guild.me: discord.PermissionOverwrite(view_channel=True)})
+    hidden = await mod.send(secret, "secret plans")
+    link = f"https://discord.com/channels/{guild.id}/{secret.id}/{hidden.id}"
+    r = await bob.slash(general, "correct", message=link, emotion="anger")
+    assert "channels you can read" in r.response.content
+    assert await env.bot.store.count_corrections() == 0
+
+
+async def test_an_opted_out_authors_message_is_not_stored(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "hello there")
+    await alice.slash(general, "emotion optout")
+    r = await bob.slash(general, "correct", message=str(msg.id), emotion="anger")
+    assert "opted out" in r.response.content
+    assert await env.bot.store.count_corrections() == 0
+
+
+async def test_autocomplete_lists_the_models_labels(world):
+    env, guild, general, alice, bob = world
+    choices = await bob.autocomplete(general, "correct", "emotion", "sa")
+    assert [c["value"] for c in choices] == ["sadness", "sarcasm"]
+    assert len(await bob.autocomplete(general, "correct", "emotion", "")) == 13
+
+
+async def test_context_menu_shows_the_prediction_and_stores_the_choice(world):
+    env, guild, general, alice, bob = world
+    msg = await alice.send(general, "so scared right now")
+    r = await bob.context_menu(general, "Correct emotion", msg)
+    assert r.ephemeral and "happiness" in r.response.content
+    await bob.select(r.response, ["fear"])
+    assert "fear" in r.response.content and r.response.components == []
+    assert await env.bot.store.corrections_for_training() == [("so scared right now", "fear")]
+    assert reactions(general.history()[-1]) == [("😨", 1)]
+
+
+async def test_context_menu_pages_label_sets_larger_than_25(tmp_path, bot_settings):
+    from bot.client import EmotionBot
+    from model.classifier import Classifier
+    from model.labels import GOEMOTIONS
+    from tests.tiny import build_tiny_model
+
+    clf = Classifier.load(build_tiny_model(tmp_path / "go", GOEMOTIONS, confident="joy"), device="cpu")
+    bot = EmotionBot(bot_settings, clf, store_options={"flush_interval": 0.01})
+    async with running(bot) as env:
+        guild = env.create_guild("G")
+        general = guild.create_text_channel("general")
+        alice = guild.add_member(env.create_user("alice"))
+        bob = guild.add_member(env.create_user("bob"))
+        msg = await alice.send(general, "thanks so much")
+        r = await bob.context_menu(general, "Correct emotion", msg)
+        assert "page 1/2" in r.response.content
+        await bob.click(r.response, custom_id="correct:next")
+        assert "page 2/2" in r.response.content
+        await bob.select(r.response, ["neutral"])
+        assert await bot.store.corrections_for_training() == [("thanks so much", "neutral")]
+
+
+async def test_context_menu_on_a_bot_message_is_refused(world):
+    env, guild, general, alice, bob = world
+    mine = await env.bot.get_channel(general.id).send("bot text")
+    await env.settle()
+    r = await bob.context_menu(general, "Correct emotion", mine)
+    assert r.ephemeral and "my own messages" in r.response.content

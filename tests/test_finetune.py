@@ -1,0 +1,228 @@
+"""The fine-tune pipeline on a tiny model: it learns corrections, the gate refuses a worse model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model import finetune
+from model.classifier import Classifier
+from model.data import DataError
+from model.finetune import FinetuneCancelled, FinetuneConfig, gate, split_holdout
+from model.labels import GOEMOTIONS, SEED13
+from model.registry import Registry
+from tests.tiny import build_tiny_model
+
+# Word-level texts the tiny vocabulary knows, three labels.
+# One keyword per label, so a model trained on some of these gets the held-out ones right too.
+TEXTS = {
+    "happiness": ["i am so happy", "happy happy today", "so happy lol", "happy thanks"],
+    "sadness": ["i am so sad", "sad sad today", "so sad sorry", "sad ugh"],
+    "anger": ["i am so angry", "angry angry today", "so angry why", "angry hate"],
+}
+
+
+@pytest.fixture(scope="session")
+def word_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("word") / "model")
+
+
+def fast(tmp_path: Path, model_dir: Path, **changes) -> FinetuneConfig:
+    """A config that overfits the tiny model in about a second, on one thread."""
+    values = dict(base=str(model_dir), models_dir=str(tmp_path / "models"), epochs=40, learning_rate=5e-3,
+                  batch_size=4, warmup=0.0, torch_threads=1, progress_interval=0.0)
+    values.update(changes)
+    return FinetuneConfig(**values)
+
+
+def predict(folder, texts) -> list[str]:
+    return [p.label for p in Classifier.load(folder, device="cpu").predict(texts)]
+
+
+def test_learns_corrections_the_base_model_gets_wrong(tmp_path, word_model_dir):
+    texts = ["i am so happy today", "this is terrible and sad", "wow really what"]
+    before = predict(word_model_dir, texts)
+    # a different label for each text, and never the one the random model already says
+    targets = [next(lb for lb in SEED13[3 * i:] if lb != p) for i, p in enumerate(before)]
+    assert len(set(targets)) == 3 and all(t != p for t, p in zip(targets, before))
+    events: list[dict] = []
+    result = finetune.run([*zip(texts, targets)] * 4, fast(tmp_path, word_model_dir, force=True),
+                          on_event=events.append)
+
+    assert result.deployed and result.version == "v1" and "forced" in result.reason
+    assert result.holdout == 0 and result.examples == 12 and result.before == {} and result.after == {}
+    registry = Registry(tmp_path / "models")
+    assert registry.current().name == "v1"
+    assert predict(registry.current_path(), texts) == targets
+    meta = registry.current().metadata
+    assert meta["parent"] is None and meta["base"] == str(word_model_dir)
+    assert meta["hyperparameters"]["learning_rate"] == 5e-3 and meta["examples"]["corrections"] == 12
+
+    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert stages == ["tokenize", "train", "save"]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and progress[-1]["step"] == progress[-1]["max_steps"] == 120
+    assert set(progress[0]) == {"event", "epoch", "step", "max_steps", "loss", "eta_s"}
+
+
+def test_without_hold_out_or_replay_it_refuses_before_training(tmp_path, word_model_dir):
+    result = finetune.run([("i am so happy", "happiness")], fast(tmp_path, word_model_dir))
+    assert not result.deployed and result.version is None
+    assert "nothing to evaluate" in result.reason and "no hold-out" in result.reason
+    assert Registry(tmp_path / "models").list() == []
+
+
+def test_labels_outside_the_model_are_refused(tmp_path, word_model_dir):
+    with pytest.raises(DataError, match=r"'joy' \(1x\)"):
+        finetune.run([("i am so happy", "joy")], fast(tmp_path, word_model_dir, force=True))
+
+
+def corrections() -> list[tuple[str, str]]:
+    return [(t, label) for label, texts in TEXTS.items() for t in texts]
+
+
+def test_gate_refuses_a_worse_candidate(tmp_path, word_model_dir):
+    # v1 learns every text (no hold-out, forced), so it gets any hold-out of them right
+    first = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, force=True, min_holdout=100))
+    assert first.deployed and first.version == "v1"
+    # the candidate: the random base, not trained at all (lr 0); the gate compares it with v1
+    second = finetune.run(corrections(), fast(tmp_path, word_model_dir, learning_rate=0.0, epochs=1,
+                                              min_holdout=6, holdout=0.25))
+    assert second.holdout == 3 and second.eval_set == "holdout"
+    assert second.before["macro_f1"] > second.after["macro_f1"]
+    assert not second.deployed and second.version is None and "worse" in second.reason
+    registry = Registry(tmp_path / "models")
+    assert registry.current().name == "v1" and [v.name for v in registry.list()] == ["v1"]
+
+
+def test_gate_passes_a_candidate_not_worse_and_next_run_starts_from_current(tmp_path, word_model_dir):
+    first = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, min_holdout=6, holdout=0.25))
+    assert first.eval_set == "holdout" and first.holdout == 3
+    assert first.after["macro_f1"] == 1.0 > first.before["macro_f1"]  # the random base vs the keyword learner
+    assert first.deployed and first.version == "v1" and "worse" not in first.reason
+    # base None: start from the current version, record it as the parent; deploy=False saves only
+    second = finetune.run(corrections(), fast(tmp_path, word_model_dir, base=None, epochs=1, min_holdout=6,
+                                              holdout=0.25, save_refused=True, deploy=False))
+    assert second.parent == "v1" and second.base == first.path and second.version == "v2"
+    assert not second.deployed and ("deploy=False" in second.reason or "worse" in second.reason)
+    registry = Registry(tmp_path / "models")
+    assert registry.current().name == "v1" and registry.get("v2").metadata["parent"] == "v1"
+
+
+def test_predicted_labels_come_back_in_input_order(tmp_path, word_model_dir):
+    trained = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, force=True))
+    clf = Classifier.load(trained.path, device="cpu")
+    texts = ["i hate this why", "i am so happy today lol", "angry", "wow this is great and good", "not ok"] * 3
+    ds = finetune.to_dataset((t, "neutral") for t in texts)
+    got = finetune.predict_labels(clf.model, clf.tokenizer, ds, fast(tmp_path, word_model_dir, eval_batch_size=4),
+                                  str(tmp_path / "out"))
+    assert got == [p.label for p in clf.predict(texts)] and len(set(got)) > 1
+
+
+def test_gate_rules():
+    b = {"eval_set": "holdout", "examples": 9, "macro_f1": 0.5, "accuracy": 0.6}
+    assert gate(b, {**b, "macro_f1": 0.6})[0]
+    assert gate(b, dict(b))[0]  # equal is not worse
+    assert not gate(b, {**b, "accuracy": 0.5})[0]  # same F1, lower accuracy
+    ok, reason = gate(b, {**b, "macro_f1": 0.4})
+    assert not ok and "0.500 → 0.400" in reason and "holdout" in reason
+    assert gate(b, {**b, "macro_f1": 0.4}, force=True) == (True, gate(b, {**b, "macro_f1": 0.4}, force=True)[1])
+    assert gate({}, {}) == (False, "no evaluation data")
+    assert gate({}, {}, force=True)[0]
+
+
+def test_hold_out_is_stratified_by_distinct_text():
+    ds = finetune.to_dataset(corrections() * 3 + [("lonely", "sadness")])
+    train, holdout, note = split_holdout(ds, 0.25, min_texts=6, seed=1)
+    assert len(holdout) == 3 and sorted(holdout["label"]) == ["anger", "happiness", "sadness"]
+    assert not set(holdout["text"]) & set(train["text"])  # repeats never straddle the split
+    assert len(train) == sum(t not in set(holdout["text"]) for t in ds["text"]) and "3 of 13" in note
+    assert split_holdout(ds, 0.25, min_texts=100, seed=1)[1] is None
+
+
+@pytest.fixture
+def goemotions_replay(tmp_path) -> Path:
+    """A GoEmotions-shaped folder whose texts the tiny vocabulary knows."""
+    folder = tmp_path / "goemotions"
+    folder.mkdir()
+    (folder / "labels.txt").write_text("\n".join(GOEMOTIONS) + "\n", encoding="utf-8")
+    ids = {name: i for i, name in enumerate(GOEMOTIONS)}
+    rows = [("so happy", "joy"), ("love you", "love"), ("so sad", "sadness"), ("angry", "anger"),
+            ("scared", "fear"), ("what", "confusion"), ("ok", "neutral"), ("gross", "disgust")] * 3
+    (folder / "train.tsv").write_text("".join(f"{t}\t{ids[lb]}\tx\n" for t, lb in rows), encoding="utf-8")
+    (folder / "dev.tsv").write_text("".join(f"{t}\t{ids[lb]}\ty\n" for t, lb in rows[:8]), encoding="utf-8")
+    return folder
+
+
+def test_replay_is_mapped_mixed_in_and_used_by_the_gate_without_hold_out(tmp_path, word_model_dir, goemotions_replay):
+    config = fast(tmp_path, word_model_dir, epochs=2, replay=str(goemotions_replay), replay_ratio=2.0)
+    result = finetune.run(corrections()[:3], config)
+    assert result.eval_set == "replay" and result.holdout == 0
+    assert result.replay_examples == 6 and result.train_examples == 9
+    assert result.before["examples"] == 8 and {"accuracy", "macro_f1"} <= set(result.after)
+    with pytest.raises(DataError, match="replay data"):
+        finetune.run(corrections()[:3], fast(tmp_path, word_model_dir, replay=str(goemotions_replay),
+                                              replay_map="ekman"))
+
+
+def test_should_stop_cancels_before_anything_is_saved(tmp_path, word_model_dir):
+    steps = []
+
+    def stop_after_three() -> bool:
+        steps.append(1)
+        return len(steps) > 3
+
+    with pytest.raises(FinetuneCancelled):
+        finetune.run(corrections(), fast(tmp_path, word_model_dir, force=True), should_stop=stop_after_three)
+    assert Registry(tmp_path / "models").list() == []
+
+
+def test_cli_finetune_from_the_store_then_models_commands(tmp_path, word_model_dir, monkeypatch, capsys):
+    import argparse
+    import asyncio
+
+    from bot import cli_train
+    from bot.store import Correction, Store
+
+    async def fill(db):
+        store = await Store.open(db)
+        try:
+            await store.add_examples([Correction(t, lb, source="import") for t, lb in corrections()])
+        finally:
+            await store.close()
+
+    db = tmp_path / "emotion.db"
+    asyncio.run(fill(db))
+    for var in ("EMOTION_REPLAY_PATH", "EMOTION_MODELS_DIR", "EMOTION_DB"):
+        monkeypatch.delenv(var, raising=False)
+    parser = argparse.ArgumentParser()
+    cli_train.add_parsers(parser.add_subparsers(dest="command", required=True))
+
+    def cli(*argv: str) -> int:
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    models = str(tmp_path / "models")
+    assert cli("finetune", "--db", str(db), "--models-dir", models, "--base", str(word_model_dir), "--epochs", "2",
+               "--lr", "3e-3", "--batch-size", "4", "--threads", "1", "--force") == cli_train.EXIT_OK
+    out = capsys.readouterr().out
+    assert "deployed: forced" in out and "saved as v1" in out and "12 corrections" in out
+    assert cli("models", "list", "--models-dir", models) == 0 and "* v1" in capsys.readouterr().out
+
+    async def recorded(db):
+        store = await Store.open(db)
+        try:
+            return await store.current_model_version()
+        finally:
+            await store.close()
+
+    row = asyncio.run(recorded(db))
+    assert row.version == "v1" and row.is_current and row.path.endswith("v1")
+    assert cli("models", "rollback", "--models-dir", models) == cli_train.EXIT_FAILED
+    assert "no earlier deployed version" in capsys.readouterr().err
+    assert cli("models", "prune", "--keep", "1", "--models-dir", models) == 0
+    assert "nothing to delete" in capsys.readouterr().out
+    # without --force and too few corrections for a hold-out: trained nothing, exit 3
+    assert cli("finetune", "--db", str(db), "--models-dir", models, "--threads", "1") == cli_train.EXIT_NOT_DEPLOYED
+    assert "nothing to evaluate" in capsys.readouterr().out
