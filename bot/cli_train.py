@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,17 +27,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _settings() -> Any:
-    """The project settings; a plain env-var reading only if ``bot.settings`` cannot be imported."""
-    try:
-        from bot.settings import load_settings
-    except ImportError:  # pragma: no cover - settings ship with the bot
-        from types import SimpleNamespace
+    from bot.settings import load_settings
 
-        return SimpleNamespace(
-            db_path=Path(os.environ.get("EMOTION_DB", "data/emotion.db")),
-            models_dir=Path(os.environ.get("EMOTION_MODELS_DIR", "data/models")),
-            model=os.environ.get("EMOTION_MODEL", "boltuix/bert-emotion"),
-            replay_path=os.environ.get("EMOTION_REPLAY_PATH", ""), replay_ratio=4.0, device="auto")
     return load_settings()
 
 
@@ -59,9 +48,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", metavar="PATH", help="old labelled data mixed in: GoEmotions folder, .csv, .jsonl, "
                                                      "or go_emotions for the hub (default: EMOTION_REPLAY_PATH)")
     p.add_argument("--replay-ratio", type=float, metavar="R", help="replay rows per correction (default: EMOTION_REPLAY_RATIO)")
-    p.add_argument("--epochs", type=float, default=5.0, help="passes over the data (default 5)")
-    p.add_argument("--lr", type=float, default=3e-5, help="learning rate (default 3e-5)")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
+    p.add_argument("--epochs", type=float, help="passes over the data (default: EMOTION_FINETUNE_EPOCHS, 5)")
+    p.add_argument("--lr", type=float, help="learning rate (default: EMOTION_FINETUNE_LR, 3e-5)")
+    p.add_argument("--batch-size", type=int, help="examples per step (default: EMOTION_FINETUNE_BATCH_SIZE, 16)")
     p.add_argument("--force", action="store_true", help="deploy even if the gate refuses or there is nothing to evaluate on")
     p.add_argument("--base", help="start from this hub id, folder or version instead of the current model")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: all cores)")
@@ -162,7 +151,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     replay = args.replay if args.replay is not None else (settings.replay_path or None)
     config = FinetuneConfig(
         base=args.base, fallback_base=settings.model, models_dir=str(args.models_dir or settings.models_dir),
-        epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, force=args.force,
+        epochs=args.epochs or settings.finetune_epochs, learning_rate=args.lr or settings.finetune_lr,
+        batch_size=args.batch_size or settings.finetune_batch_size, force=args.force,
         replay=replay, replay_ratio=args.replay_ratio if args.replay_ratio is not None else settings.replay_ratio,
         torch_threads=args.threads, device=getattr(settings, "device", "auto"))
     print(f"fine-tuning on {len(examples)} corrections" + (f" + replay from {replay}" if replay else ""), file=sys.stderr)

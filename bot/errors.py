@@ -30,7 +30,8 @@ def manager_only():
     return app_commands.check(is_manager)
 
 
-def message_for(error: app_commands.AppCommandError) -> str:
+def message_for(error: Exception) -> str:
+    """The text a member sees for ``error`` (an app-command error or what a view callback raised)."""
     original = getattr(error, "original", error)
     if isinstance(error, (UserError, NotManager)):
         return str(error)
@@ -43,7 +44,7 @@ def message_for(error: app_commands.AppCommandError) -> str:
     from bot.store import StoreError
 
     if isinstance(original, StoreError):
-        return "The bot's database is unavailable right now, so nothing was saved. Please try again later."
+        return "The bot's database is unavailable right now; please try again later."
     if isinstance(original, discord.Forbidden):
         return "I don't have the Discord permission needed for that here."
     return "Something went wrong on my side; it has been logged."

@@ -39,6 +39,9 @@ class Settings:
     global_requests_per_s: float = 45.0
     retention_days: float = 30.0
     min_corrections: int = 20
+    finetune_epochs: float = 5.0
+    finetune_lr: float = 3e-5
+    finetune_batch_size: int = 16
     replay_path: str = ""
     replay_ratio: float = 4.0
     guild_id: int | None = None
@@ -63,7 +66,9 @@ _ENV = {
     "max_batch": "EMOTION_MAX_BATCH", "threshold": "EMOTION_THRESHOLD",
     "reaction_max_age": "EMOTION_REACTION_MAX_AGE", "channel_reactions_per_s": "EMOTION_CHANNEL_REACTIONS_PER_S",
     "global_requests_per_s": "EMOTION_GLOBAL_REQUESTS_PER_S", "retention_days": "EMOTION_RETENTION_DAYS",
-    "min_corrections": "EMOTION_MIN_CORRECTIONS", "replay_path": "EMOTION_REPLAY_PATH",
+    "min_corrections": "EMOTION_MIN_CORRECTIONS", "finetune_epochs": "EMOTION_FINETUNE_EPOCHS",
+    "finetune_lr": "EMOTION_FINETUNE_LR", "finetune_batch_size": "EMOTION_FINETUNE_BATCH_SIZE",
+    "replay_path": "EMOTION_REPLAY_PATH",
     "replay_ratio": "EMOTION_REPLAY_RATIO", "guild_id": "EMOTION_GUILD_ID", "log_level": "EMOTION_LOG_LEVEL",
 }
 
@@ -98,7 +103,11 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     settings = Settings(**values)
     if not 0.0 <= settings.threshold <= 1.0:
         raise SettingsError(f"EMOTION_THRESHOLD must be between 0 and 1, not {settings.threshold}")
-    for name in ("inference_threads", "training_threads", "max_batch", "min_corrections"):
+    for name in ("reaction_max_age", "channel_reactions_per_s", "global_requests_per_s", "retention_days",
+                 "finetune_epochs", "finetune_lr"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{_ENV[name]} must be greater than 0")
+    for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
     return settings

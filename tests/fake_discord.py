@@ -2,7 +2,7 @@
 
 It serves, on 127.0.0.1 and a free port, just enough of REST v10 and the gateway for a bot to log in,
 sync its (global or guild) slash commands, connect, become ready with one guild holding one text
-channel, receive a member's MESSAGE_CREATE and add a reaction:
+channel (or ``channels=N`` of them, for load tests), receive a member's MESSAGE_CREATE and add a reaction:
 
 REST (``/api/v10``; every request is recorded, anything unknown answers a Discord-style 404):
 
@@ -91,10 +91,15 @@ class FakeDiscord:
     CHANNEL_ID = 1100000000000000002
     MEMBER_ID = 1100000000000000003
     BOT_ROLE_ID = 1100000000000000004
+    EXTRA_CHANNEL_BASE = 1100000000000100000  # extra channels (``channels=`` > 1) are this + 1, + 2, ...
 
     def __init__(self, token: str, *, reaction_429s: int = 1, retry_after: float = 0.3,
-                 heartbeat_interval_ms: int = 1_500) -> None:
+                 heartbeat_interval_ms: int = 1_500, channels: int = 1) -> None:
+        if channels < 1:
+            raise ValueError("the fake guild needs at least one text channel")
         self.token = token
+        # CHANNEL_ID ("general") first, then extra text channels for load tests ("load-1", ...).
+        self.channel_ids: list[int] = [self.CHANNEL_ID] + [self.EXTRA_CHANNEL_BASE + i for i in range(1, channels)]
         self.reaction_429s = reaction_429s
         self.retry_after = retry_after
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -201,9 +206,10 @@ class FakeDiscord:
                  "tags": {"bot_id": str(self.BOT_ID)}},
             ],
             "channels": [
-                {"id": str(self.CHANNEL_ID), "type": 0, "name": "general", "position": 0, "parent_id": None,
-                 "topic": None, "nsfw": False, "last_message_id": None, "rate_limit_per_user": 0,
-                 "permission_overwrites": [], "flags": 0},
+                {"id": str(cid), "type": 0, "name": "general" if i == 0 else f"load-{i}", "position": i,
+                 "parent_id": None, "topic": None, "nsfw": False, "last_message_id": None,
+                 "rate_limit_per_user": 0, "permission_overwrites": [], "flags": 0}
+                for i, cid in enumerate(self.channel_ids)
             ],
             "threads": [], "members": [member(self.bot_user(), [str(self.BOT_ROLE_ID)]),
                                        member(self.member_user(), [])],

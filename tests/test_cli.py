@@ -28,6 +28,8 @@ def test_defaults_and_parsing():
     ({"EMOTION_THRESHOLD": "1.5"}, "between 0 and 1"),
     ({"EMOTION_QUANTIZE": "fp4"}, "EMOTION_QUANTIZE must be one of"),
     ({"EMOTION_MAX_BATCH": "0"}, "EMOTION_MAX_BATCH"),
+    ({"EMOTION_RETENTION_DAYS": "-1"}, "EMOTION_RETENTION_DAYS must be greater than 0"),
+    ({"EMOTION_CHANNEL_REACTIONS_PER_S": "0"}, "EMOTION_CHANNEL_REACTIONS_PER_S"),
 ])
 def test_bad_settings_name_the_variable(env, match):
     with pytest.raises(SettingsError, match=match):

@@ -42,6 +42,6 @@ def build_tiny_model(folder: str | Path, labels: Sequence[str] = SEED13, *, seed
     model = BertForSequenceClassification(config)
     if confident is not None:
         with torch.no_grad():
-            model.classifier.bias[list(labels).index(confident)] = 20.0
+            model.classifier.bias[list(labels).index(confident)] = 3.0
     model.save_pretrained(folder)
     return folder

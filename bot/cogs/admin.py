@@ -120,7 +120,9 @@ class Admin(commands.Cog):
         config = FinetuneConfig(
             fallback_base=self.bot.classifier.source or settings.model, models_dir=str(settings.models_dir),
             replay=settings.replay_path or None, replay_ratio=settings.replay_ratio,
-            torch_threads=settings.training_threads, device=settings.device, force=force)
+            epochs=settings.finetune_epochs, learning_rate=settings.finetune_lr,
+            batch_size=settings.finetune_batch_size, torch_threads=settings.training_threads,
+            device=settings.device, force=force)
         job = TrainingJob(examples, config)
         try:
             job.start()

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError, manager_only
+from bot.store import StoreError
 from model.labels import emoji_for
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,14 @@ log = logging.getLogger(__name__)
 def bar(p: float, width: int = 12) -> str:
     filled = round(p * width)
     return "█" * filled + "░" * (width - filled)
+
+
+def model_name(source: str) -> str:
+    """A hub id as it is; a local folder by its last two parts, so members never see server paths."""
+    if source.startswith(("/", ".", "~")) or "\\" in source:
+        parts = source.replace("\\", "/").rstrip("/").split("/")
+        return "/".join(parts[-2:])
+    return source
 
 
 def describe_settings(s, guild: discord.Guild) -> str:
@@ -45,14 +54,14 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
         counts = await self.bot.store.label_counts(interaction.guild_id)
         top = ", ".join(f"{emoji_for(lb)} {lb} {n}" for lb, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
         embed = discord.Embed(title="Emotion Machine", colour=discord.Colour.blurple())
-        embed.add_field(name="Model", value=f"`{info['source']}`", inline=False)
+        embed.add_field(name="Model", value=f"`{model_name(info['source'])}`", inline=False)
         embed.add_field(name="Version", value=info["version"])
         embed.add_field(name="Device", value=info["device"] + (" (int8)" if info["quantized"] else ""))
         embed.add_field(name=f"Labels ({len(info['labels'])})",
                         value=" ".join(f"{emoji_for(lb)} {lb}" for lb in info["labels"])[:1024], inline=False)
         embed.add_field(name="Tagged here", value=top or "nothing yet", inline=False)
-        embed.add_field(name="Stored", value=f"{stats.get('predictions', 0)} predictions · "
-                                             f"{stats.get('corrections', 0)} corrections")
+        embed.add_field(name="Stored (all servers)", value=f"{stats.get('predictions', 0)} predictions · "
+                                                          f"{stats.get('corrections', 0)} corrections")
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="predict", description="Try the classifier on any text (only you see it)")
@@ -69,7 +78,11 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     @app_commands.command(name="optout", description="Stop tagging your messages and delete what I stored about them")
     async def optout(self, interaction: discord.Interaction) -> None:
         await self.bot.store.set_opted_out(interaction.user.id, True)
-        removed = await self.bot.store.forget_user(interaction.user.id)
+        try:
+            removed = await self.bot.store.forget_user(interaction.user.id)
+        except StoreError:
+            raise UserError("You are opted out: I will ignore your messages from now on. Deleting what I "
+                            "stored about you failed (database unavailable); run `/emotion forget-me` later.") from None
         await interaction.response.send_message(
             "Done: I will ignore your messages from now on, and I deleted "
             f"{sum(removed.values())} stored records about you. `/emotion optin` undoes the first part.",
@@ -93,7 +106,7 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     @app_commands.command(name="config", description="Server settings for tagging (Manage Server)")
     @app_commands.describe(
         channel="The channel (or thread/forum) that `tagging` applies to; default: this one",
-        tagging="on/off for the channel, or 'only' to tag only in channels set to only",
+        tagging="on/off for the channel; 'only' tags only such channels; 'all' ends 'only' mode",
         server="Turn tagging on or off for the whole server",
         threshold="Minimum probability before I react (0-1)",
         show_neutral="React with 😐 for neutral messages",
@@ -101,20 +114,22 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     @manager_only()
     async def config(self, interaction: discord.Interaction,
                      channel: discord.TextChannel | discord.Thread | discord.ForumChannel | None = None,
-                     tagging: Literal["on", "off", "only"] | None = None, server: bool | None = None,
+                     tagging: Literal["on", "off", "only", "all"] | None = None, server: bool | None = None,
                      threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
                      show_neutral: bool | None = None, reactions: bool | None = None) -> None:
         store = self.bot.store
         current = await store.get_guild_settings(interaction.guild_id)
         changes: dict = {}
-        if tagging is not None:
+        if tagging == "all":
+            changes["allowed_channels"] = frozenset()
+        elif tagging is not None:
             target = channel.id if channel is not None else interaction.channel_id
             allowed, denied = set(current.allowed_channels), set(current.denied_channels)
             denied.discard(target)
             allowed.discard(target)
             if tagging == "off":
                 denied.add(target)
-            elif tagging == "only":
+            elif tagging == "only" or allowed:  # with an 'only' list, 'on' means: add to it
                 allowed.add(target)
             changes.update(allowed_channels=frozenset(allowed), denied_channels=frozenset(denied))
         elif channel is not None:

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import UserError, send_ephemeral
+from bot.errors import UserError, message_for, send_ephemeral
 from bot.store import Correction
 from model.labels import emoji_for
 
@@ -207,10 +207,7 @@ class CorrectionView(discord.ui.View):
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item) -> None:
         log.error("correction menu failed", exc_info=error)
-        from bot.errors import message_for
-
-        await send_ephemeral(interaction, message_for(error) if isinstance(error, app_commands.AppCommandError)
-                             else "Something went wrong on my side; it has been logged.")
+        await send_ephemeral(interaction, message_for(error))
 
 
 async def setup(bot) -> None:

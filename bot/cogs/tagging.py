@@ -39,6 +39,7 @@ class Tagging(commands.Cog):
     def __init__(self, bot) -> None:
         self.bot = bot
         self._store_warned = False
+        self._no_permission: set[int] = set()
 
     async def cog_load(self) -> None:
         self.retention.start()
@@ -64,6 +65,9 @@ class Tagging(commands.Cog):
             prediction = await self.bot.worker.classify(message.content)
         except WorkerClosed:
             return
+        if await store.is_opted_out(message.author.id):  # opted out while the model was busy
+            return
+        guild_settings = await store.get_guild_settings(message.guild.id)
         try:
             await store.record_prediction(PredictionRow(
                 guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id,
@@ -77,8 +81,18 @@ class Tagging(commands.Cog):
             return
         if prediction.label == "neutral" and not guild_settings.show_neutral:
             return
+        perms = message.channel.permissions_for(message.guild.me)
+        if not (perms.add_reactions and perms.read_message_history):
+            self._warn_no_permission(message.channel.id)
+            return  # no request Discord would refuse: 403s count towards its invalid-request limit
         emoji = emoji_for(prediction.label)
         self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received)
+
+    def _warn_no_permission(self, channel_id: int) -> None:
+        if channel_id not in self._no_permission:
+            self._no_permission.add(channel_id)
+            log.warning("missing Add Reactions or Read Message History in channel %s; predictions are "
+                        "recorded but not shown", channel_id)
 
     @tasks.loop(hours=6)
     async def retention(self) -> None:
@@ -89,6 +103,8 @@ class Tagging(commands.Cog):
                 log.info("retention: removed %d predictions older than %s days", removed, self.bot.settings.retention_days)
         except StoreError as exc:
             log.error("retention failed: %s", exc)
+        except Exception:  # noqa: BLE001 - an exception would stop the loop for good
+            log.exception("retention failed")
 
 
 async def setup(bot) -> None:

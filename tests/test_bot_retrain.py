@@ -1,0 +1,147 @@
+"""The learning loop in simcord: correct → /retrain → gate → hot swap → new reactions; /model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import discord
+import pytest
+
+from bot.client import EmotionBot
+from tests.conftest import running
+from tests.test_bot_tagging import reactions
+
+SAD = ["i am so sad", "sad sad today", "so sad sorry", "sad ugh", "very sad"]
+ANGRY = ["i am so angry", "angry angry today", "so angry why", "angry hate", "very angry"]
+
+
+@pytest.fixture
+def loop_settings(bot_settings):
+    """Settings that let a tiny model learn from ten corrections in a few seconds."""
+    return dataclasses.replace(bot_settings, finetune_epochs=40, finetune_lr=5e-3, finetune_batch_size=4,
+                               min_corrections=6)
+
+
+async def _world(env):
+    guild = env.create_guild("Main")
+    general = guild.create_text_channel("general")
+    admins = guild.create_role("Admins", permissions=discord.Permissions(manage_guild=True))
+    admin = guild.add_member(env.create_user("admin"), roles=[admins])
+    alice = guild.add_member(env.create_user("alice"))
+    return guild, general, admin, alice
+
+
+async def _correct_all(general, alice, admin, texts, label):
+    for text in texts:
+        msg = await alice.send(general, text)
+        await admin.slash(general, "correct", message=str(msg.id), emotion=label)
+
+
+async def test_full_loop_correct_retrain_swap_react(loop_settings, happy_classifier):
+    bot = EmotionBot(loop_settings, happy_classifier, store_options={"flush_interval": 0.01})
+    async with running(bot, settle_timeout=180) as env:
+        guild, general, admin, alice = await _world(env)
+        before = await alice.send(general, "so sad today")
+        assert reactions(before) == [("😄", 1)]  # the base model says happiness to everything
+        await _correct_all(general, alice, admin, SAD, "sadness")
+        await _correct_all(general, alice, admin, ANGRY, "anger")
+
+        r = await admin.slash(general, "retrain", force=True)
+        assert not r.ephemeral
+        text = r.response.content
+        assert "Deployed **v1**" in text and "Now tagging with **v1**" in text, text
+        assert r.response.components == []  # the Cancel button is gone at the end
+
+        assert bot.classifier.version == "v1" and bot.worker.classifier.version == "v1"
+        after = await alice.send(general, "sad sad sad")
+        assert reactions(after) == [("😢", 1)]
+        angry = await alice.send(general, "angry today")
+        assert reactions(angry) == [("😠", 1)]
+        row = await bot.store.get_prediction(after.id)
+        assert row.model_version == "v1"  # each prediction records the version that made it
+
+        info = await admin.slash(general, "model info")
+        assert "Current version **v1**" in info.response.content and info.ephemeral
+
+
+async def test_too_few_corrections_and_permissions(loop_settings, happy_classifier):
+    bot = EmotionBot(loop_settings, happy_classifier, store_options={"flush_interval": 0.01})
+    async with running(bot) as env:
+        guild, general, admin, alice = await _world(env)
+        assert "retrain" not in alice.available_commands(general)  # the client-side hint
+        # a server admin lets everyone see the admin commands: the bot must still refuse
+        for command in await bot.tree.fetch_commands():
+            if command.name in {"retrain", "model"}:
+                guild.set_command_permissions(command, {alice: True})
+        r = await alice.slash(general, "retrain")
+        assert r.ephemeral and "Manage Server" in r.response.content
+        r = await admin.slash(general, "retrain")
+        assert r.ephemeral and "Only 0 corrections" in r.response.content and "at least 6" in r.response.content
+        r = await alice.slash(general, "model rollback")
+        assert "Manage Server" in r.response.content
+
+
+async def test_a_second_retrain_while_one_runs_gets_a_clear_answer(loop_settings, happy_classifier):
+    bot = EmotionBot(loop_settings, happy_classifier, store_options={"flush_interval": 0.01})
+    async with running(bot) as env:
+        guild, general, admin, alice = await _world(env)
+
+        class Running:
+            running = True
+
+        bot.get_cog("Admin").job, bot.get_cog("Admin").started_by = Running(), "someone"
+        r = await admin.slash(general, "retrain")
+        assert r.ephemeral and "already running" in r.response.content
+
+
+async def test_a_refused_candidate_is_not_deployed(loop_settings, happy_classifier):
+    # no hold-out (too few distinct texts) and no replay: the gate has nothing to compare on
+    bot = EmotionBot(loop_settings, happy_classifier, store_options={"flush_interval": 0.01})
+    async with running(bot, settle_timeout=180) as env:
+        guild, general, admin, alice = await _world(env)
+        await _correct_all(general, alice, admin, SAD + ANGRY[:1], "sadness")
+        r = await admin.slash(general, "retrain")
+        assert "Not deployed" in r.response.content
+        assert bot.classifier is happy_classifier
+        msg = await alice.send(general, "sad")
+        assert reactions(msg) == [("😄", 1)]
+
+
+async def test_a_crashed_training_deploys_nothing_and_the_bot_stays_up(loop_settings, happy_model_dir, tmp_path):
+    from model.classifier import Classifier
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    classifier = Classifier.load(happy_model_dir, device="cpu", version="base")
+    classifier.source = str(broken)  # the job trains from the serving model's source: make it unloadable
+    bot = EmotionBot(loop_settings, classifier, store_options={"flush_interval": 0.01})
+    async with running(bot, settle_timeout=180) as env:
+        guild, general, admin, alice = await _world(env)
+        await _correct_all(general, alice, admin, SAD + ANGRY[:1], "sadness")
+        r = await admin.slash(general, "retrain", force=True)
+        assert "Training failed" in r.response.content and "Nothing was deployed" in r.response.content
+        assert bot.classifier is classifier
+        msg = await alice.send(general, "still here")
+        assert reactions(msg) == [("😄", 1)]
+
+
+async def test_rollback_swaps_back(loop_settings, happy_classifier, tmp_path):
+    from model.registry import Registry
+    from tests.tiny import build_tiny_model
+
+    registry = Registry(loop_settings.models_dir)
+    for name, label in (("v1", "sadness"), ("v2", "anger")):
+        version, tmp = registry.allocate()
+        build_tiny_model(tmp, confident=label)
+        registry.commit(tmp, {"base": "tiny", "parent": None})
+        registry.set_current(version)
+    bot = EmotionBot(loop_settings, happy_classifier, store_options={"flush_interval": 0.01})
+    async with running(bot) as env:
+        guild, general, admin, alice = await _world(env)
+        r = await admin.slash(general, "model rollback", version="v1")
+        assert "now tagging with **v1**" in r.response.content
+        msg = await alice.send(general, "anything")
+        assert reactions(msg) == [("😢", 1)]
+        r = await admin.slash(general, "model rollback", version="v9")
+        assert r.ephemeral and "v9" in r.response.content

