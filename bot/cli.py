@@ -219,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="database file (default: EMOTION_DB)")
     p.set_defaults(func=run_import)
 
-    from bot import cli_train, shell
+    from bot import cli_data, cli_train, shell
 
     cli_train.add_parsers(sub)
+    cli_data.add_parsers(sub)
     shell.add_parsers(sub)
     return parser
 

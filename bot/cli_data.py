@@ -72,7 +72,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=-1, metavar="N", help="stop after N steps (a time-boxed run)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="train on a random N rows only")
     p.add_argument("--max-length", type=int, default=64, help="tokens per text (default 64)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed for shuffling and initialisation (default 42)")
     p.add_argument("--no-dev", action="store_true", help="skip measuring (and tuning thresholds) on the dev split")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
@@ -121,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
         base=args.base, data=args.data, labels=args.labels, multi_label=args.multi_label, loss=args.loss,
         epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
         limit=args.limit, max_length=args.max_length, seed=args.seed, use_dev=not args.no_dev,
-        models_dir=_models_dir(args) if not args.output else "data/models", output=args.output,
+        models_dir=_models_dir(args), output=args.output,
         deploy=args.deploy and not args.output, torch_threads=args.threads, device=args.device)
     if args.deploy and args.output:
         return _fail("--deploy makes a registry version current; it does not apply with --output", EXIT_USAGE)

@@ -110,7 +110,8 @@ class ReactionPacer:
                     self.stats.dropped_stale += 1
                     continue
                 await limit.acquire()
-                await self.global_limit.acquire()
+                if self.clock() - job.received <= self.max_age:  # don't spend the bot's budget on a stale one
+                    await self.global_limit.acquire()
                 if not q or q[0] is not job:
                     continue
                 q.popleft()

@@ -18,7 +18,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from datasets import Dataset, Features, Value, concatenate_datasets
 
@@ -139,21 +139,13 @@ def _check_target(target: str) -> None:
         raise DataError(f"unknown label set {target!r}: use one of {sorted(LABEL_SETS)}")
 
 
-def load_goemotions(folder: str | os.PathLike, split: str = "train", *, target: str = "goemotions") -> Dataset:
-    """``{folder}/{split}.tsv`` (``text<TAB>ids<TAB>comment id``) with names from ``labels.txt``.
-
-    ``target`` maps the labels ('goemotions' keeps them, 'ekman' or 'seed13' map them); see the
-    module docstring for which multi-label rows are kept.
-    """
-    _check_target(target)
+def goemotions_rows(folder: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, list[str]]]:
+    """(text, label names) for each row of ``{folder}/{split}.tsv``; a bad row names its line."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder (expected the GoEmotions folder with labels.txt and {split}.tsv)")
     names = [ln.strip() for ln in _existing_file(folder / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
     path = _existing_file(folder / f"{split}.tsv")
-    texts: list[str] = []
-    labels: list[str] = []
-    dropped = 0
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
@@ -163,26 +155,17 @@ def load_goemotions(folder: str | os.PathLike, split: str = "train", *, target: 
             if len(parts) < 2 or not parts[0].strip():
                 raise DataError(f"{path}:{line_no}: expected 'text<TAB>label ids<TAB>id'")
             try:
-                ids = [int(x) for x in parts[1].split(",") if x.strip()]
-                row_names = [names[i] for i in ids]
+                row_names = [names[int(x)] for x in parts[1].split(",") if x.strip()]
             except (ValueError, IndexError):
                 raise DataError(f"{path}:{line_no}: label ids {parts[1]!r} are not ids 0..{len(names) - 1} of labels.txt") from None
-            label = _single_label(row_names, target)
-            if label is None:
-                dropped += 1
-                continue
-            texts.append(parts[0].strip())
-            labels.append(label)
-    log.info("%s: %d rows kept, %d dropped (not exactly one %s label)", path, len(texts), dropped, target)
-    return _dataset(texts, labels)
+            yield parts[0].strip(), row_names
 
 
-def load_goemotions_hub(split: str = "train", *, target: str = "goemotions") -> Dataset:
-    """The same split from the Hugging Face hub (``go_emotions``, config ``simplified``).
+def goemotions_hub_rows(split: str = "train") -> Iterator[tuple[str, list[str]]]:
+    """(text, label names) for each row of the hub copy (``go_emotions``, config ``simplified``).
 
     Needs internet (or a populated HF cache); offline, point at the local folder instead.
     """
-    _check_target(target)
     from datasets import load_dataset
 
     try:
@@ -192,14 +175,40 @@ def load_goemotions_hub(split: str = "train", *, target: str = "goemotions") -> 
             f"could not load {GOEMOTIONS_HUB_ID} ({GOEMOTIONS_HUB_CONFIG}) from the hub: {type(exc).__name__}: {exc}. "
             "Offline, use the local GoEmotions folder instead (e.g. ../shared/data/goemotions).") from None
     names = raw.features["labels"].feature.names
+    for text, ids in zip(raw["text"], raw["labels"]):
+        if text.strip():
+            yield text.strip(), [names[i] for i in ids]
+
+
+def load_goemotions(folder: str | os.PathLike, split: str = "train", *, target: str = "goemotions") -> Dataset:
+    """``{folder}/{split}.tsv`` (``text<TAB>ids<TAB>comment id``) with names from ``labels.txt``.
+
+    ``target`` maps the labels ('goemotions' keeps them, 'ekman' or 'seed13' map them); see the
+    module docstring for which multi-label rows are kept.
+    """
+    _check_target(target)
+    return _single_label_rows(goemotions_rows(folder, split), target, f"{folder}/{split}.tsv")
+
+
+def _single_label_rows(rows: Iterable[tuple[str, list[str]]], target: str, where: str) -> Dataset:
     texts: list[str] = []
     labels: list[str] = []
-    for text, ids in zip(raw["text"], raw["labels"]):
-        label = _single_label([names[i] for i in ids], target)
-        if label is not None and text.strip():
-            texts.append(text.strip())
-            labels.append(label)
+    dropped = 0
+    for text, row_names in rows:
+        label = _single_label(row_names, target)
+        if label is None:
+            dropped += 1
+            continue
+        texts.append(text)
+        labels.append(label)
+    log.info("%s: %d rows kept, %d dropped (not exactly one %s label)", where, len(texts), dropped, target)
     return _dataset(texts, labels)
+
+
+def load_goemotions_hub(split: str = "train", *, target: str = "goemotions") -> Dataset:
+    """The same split from the Hugging Face hub (``go_emotions``, config ``simplified``)."""
+    _check_target(target)
+    return _single_label_rows(goemotions_hub_rows(split), target, f"{GOEMOTIONS_HUB_ID} ({split})")
 
 
 def is_hub_source(source: str) -> bool:

@@ -26,7 +26,6 @@ import numpy as np
 from datasets import Dataset
 
 from model import data, finetune
-from model.data import DataError
 from model.finetune import FinetuneConfig
 from model.labels import GOEMOTIONS, LABEL_SETS, MAPPINGS
 from model.train import load_rows, multi_hot
@@ -406,5 +405,5 @@ def report_text(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["EvalConfig", "EvalError", "DataError", "run", "predict_probabilities", "tune_thresholds",
+__all__ = ["EvalConfig", "EvalError", "run", "predict_probabilities", "tune_thresholds",
            "group_probabilities", "single_label_scores", "multi_label_scores", "plot_confusion"]

@@ -154,14 +154,11 @@ def load_base(source: str, labels: Sequence[str], *, multi_label: bool):
     """(model, tokenizer, new head?): ``source`` with a classification head for ``labels``.
 
     A base that already classifies into exactly ``labels`` keeps its head (training goes on
-    from it); any other gets a new one.
-
-    A head whose labels differ from ``labels`` is re-initialised even when its size matches:
-    a seed-13 head reused for Ekman's 7 would start from meaningless weights, not from zero.
+    from it); any other gets a new one, re-initialised even when its size matches: a seed-13
+    head reused for 13 other labels would start from meaningless weights, not from scratch.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
     import transformers
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     labels = list(labels)
     verbosity = transformers.utils.logging.get_verbosity()
@@ -182,8 +179,9 @@ def load_base(source: str, labels: Sequence[str], *, multi_label: bool):
                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     finally:
         transformers.utils.logging.set_verbosity(verbosity)
-    log.info("base %s: new %d-label head (base labels: %s)", source, len(labels), old or "none")
     had_head = any(a.endswith("ForSequenceClassification") for a in (base_config.architectures or []))
+    log.info("base %s (labels %s): %s", source, old or "none",
+             "head kept" if had_head and old == labels else f"new {len(labels)}-label head")
     if had_head and old != labels and len(old) == len(labels):
         head = getattr(model, "classifier", None)
         if isinstance(head, torch.nn.Linear):
@@ -202,58 +200,20 @@ def _rows(texts: list[str], labels: list[list[str]]) -> Dataset:
     return Dataset.from_dict({"text": texts, "labels": labels}, features=ROW_FEATURES)
 
 
-def _goemotions_multi(folder: Path, split: str, target: str) -> Dataset:
-    """Every row of ``{split}.tsv`` with all its labels mapped to ``target``, deduplicated in target order."""
-    names = [ln.strip() for ln in (folder / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
-    path = folder / f"{split}.tsv"
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+def _multi_label_rows(rows, target: str, where: str) -> Dataset:
+    """Every row with all its labels mapped to ``target``, deduplicated in target order."""
     order = {lb: i for i, lb in enumerate(LABEL_SETS[target])}
     texts: list[str] = []
     labels: list[list[str]] = []
     dropped = 0
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.rsplit("\t", 2)
-            if len(parts) < 2 or not parts[0].strip():
-                raise DataError(f"{path}:{line_no}: expected 'text<TAB>label ids<TAB>id'")
-            try:
-                row_names = [names[int(x)] for x in parts[1].split(",") if x.strip()]
-            except (ValueError, IndexError):
-                raise DataError(f"{path}:{line_no}: label ids {parts[1]!r} are not ids 0..{len(names) - 1} "
-                                "of labels.txt") from None
-            mapped = sorted({m for m in (map_label(n, target) for n in row_names) if m is not None}, key=order.get)
-            if not mapped:
-                dropped += 1
-                continue
-            texts.append(parts[0].strip())
-            labels.append(mapped)
-    log.info("%s: %d rows kept, %d dropped (no %s label)", path, len(texts), dropped, target)
-    return _rows(texts, labels)
-
-
-def _goemotions_hub_multi(split: str, target: str) -> Dataset:
-    """The hub copy of the same split, every row with all its labels (needs internet or the HF cache)."""
-    from datasets import load_dataset
-
-    try:
-        raw = load_dataset(data.GOEMOTIONS_HUB_ID, data.GOEMOTIONS_HUB_CONFIG,
-                           split={"dev": "validation"}.get(split, split))
-    except Exception as exc:  # noqa: BLE001 - network/cache failures come in many types
-        raise DataError(f"could not load {data.GOEMOTIONS_HUB_ID} ({data.GOEMOTIONS_HUB_CONFIG}) from the hub: "
-                        f"{type(exc).__name__}. Offline, use the local GoEmotions folder "
-                        "(e.g. ../shared/data/goemotions).") from None
-    names = raw.features["labels"].feature.names
-    order = {lb: i for i, lb in enumerate(LABEL_SETS[target])}
-    texts, labels = [], []
-    for text, ids in zip(raw["text"], raw["labels"]):
-        mapped = sorted({m for m in (map_label(names[i], target) for i in ids) if m is not None}, key=order.get)
-        if mapped and text.strip():
-            texts.append(text.strip())
-            labels.append(mapped)
+    for text, row_names in rows:
+        mapped = sorted({m for m in (map_label(n, target) for n in row_names) if m is not None}, key=order.get)
+        if not mapped:
+            dropped += 1
+            continue
+        texts.append(text)
+        labels.append(mapped)
+    log.info("%s: %d rows kept, %d dropped (no %s label)", where, len(texts), dropped, target)
     return _rows(texts, labels)
 
 
@@ -275,8 +235,9 @@ def load_rows(source: str, split: str, target: str, *, multi_label: bool) -> Dat
         raise DataError(f"unknown label set {target!r}: use one of {sorted(LABEL_SETS)}")
     goemotions = data.has_split(source, split) or data.is_hub_source(str(source))
     if multi_label and goemotions:
-        ds = _goemotions_hub_multi(split, target) if data.is_hub_source(str(source)) \
-            else _goemotions_multi(Path(source).expanduser(), split, target)
+        hub = data.is_hub_source(str(source))
+        rows = data.goemotions_hub_rows(split) if hub else data.goemotions_rows(source, split)
+        ds = _multi_label_rows(rows, target, f"{source} ({split})")
     elif goemotions or not multi_label:
         flat = data.load_examples(source, split=split, target=target)
         ds = _rows(list(flat["text"]), [[_file_label(lb, target)] for lb in flat["label"]])
@@ -423,7 +384,7 @@ def make_trainer(model, tokenizer, config: TrainConfig, output_dir: str, train: 
 # --------------------------------------------------------------------------- metadata
 
 
-def hardware() -> dict[str, Any]:
+def hardware(device: str = "auto") -> dict[str, Any]:
     """What trained it, for the record: a time figure means little without the machine."""
     import transformers
 
@@ -438,7 +399,7 @@ def hardware() -> dict[str, Any]:
     out: dict[str, Any] = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "torch": torch.__version__, "transformers": transformers.__version__,
                            "platform": platform.platform()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and (device == "auto" or device.startswith("cuda")):
         out.update(gpu=torch.cuda.get_device_name(0), precision="bf16" if torch.cuda.is_bf16_supported() else "fp16")
     else:
         out.update(gpu=None, precision="fp32")
@@ -581,7 +542,7 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         "metrics": {"dev": dev, "train_loss": round(float(output.training_loss), 6),
                     "steps": int(output.global_step)},
         "label_thresholds": thresholds,
-        "training_seconds": round(train_seconds, 2), "total_seconds": seconds, "hardware": hardware(),
+        "training_seconds": round(train_seconds, 2), "total_seconds": seconds, "hardware": hardware(config.device),
     }
     if pos_weight is not None and loss_kind == "weighted-bce":
         metadata["pos_weight"] = {lb: round(float(w), 4) for lb, w in zip(labels, pos_weight)}

@@ -7,7 +7,6 @@ import logging
 import time
 
 import discord
-import pytest
 
 from bot.pacer import RateLimiter, ReactionPacer
 

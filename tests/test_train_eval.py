@@ -188,6 +188,17 @@ def test_positive_weights_and_losses():
     assert 0 < focal < bce < weighted
 
 
+def test_a_new_multi_label_head_starts_at_the_label_priors(base_dir):
+    model, _, new = train.load_base(str(base_dir), ["a", "b", "c"], multi_label=True)
+    assert new and model.config.problem_type == "multi_label_classification"
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    assert train.init_prior_bias(model, y, np.array([1.0, 2.0, 1.0]))
+    bias = model.classifier.bias.detach().numpy()
+    assert bias[0] == pytest.approx(0.0, abs=1e-6)  # half the rows: log-odds 0
+    assert bias[1] == pytest.approx(np.log(2 * 0.25 / 0.75), abs=1e-5)  # weighted prior
+    assert bias[2] < -9  # never seen: off until taught
+
+
 def test_tune_thresholds_picks_the_best_f1_per_label():
     probs = np.array([[0.9, 0.2], [0.35, 0.1], [0.3, 0.6], [0.1, 0.05]], dtype=np.float32)
     gold = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
@@ -235,6 +246,9 @@ def test_train_then_eval_single_label(goemotions_dir, base_dir, tmp_path):
 
     clf = Classifier.load(version.path, device="cpu")
     assert clf.labels == EKMAN and not clf.multi_label and clf.version == "v1"
+    # training on from it with the same labels keeps its head; other labels get a new one
+    assert train.load_base(str(version.path), EKMAN, multi_label=False)[2] is False
+    assert train.load_base(str(version.path), SEED13, multi_label=False)[2] is True
     assert clf.predict(["so angry today"])[0].label == "anger"
 
     report = evaluate.run(evaluate.EvalConfig(model=str(version.path), data=str(goemotions_dir),

@@ -79,7 +79,7 @@ async def test_member_message_is_recorded_and_reacted_to_through_a_429(fake, bot
         assert row is not None
         assert (row.label, row.guild_id, row.channel_id, row.author_id) == (
             "happiness", fake.GUILD_ID, fake.CHANNEL_ID, fake.MEMBER_ID)
-        assert row.probability > 0.9
+        assert row.probability > 0.5
         unknown = [r for r in fake.requests if r.status == 404]
         assert not unknown, f"the bot called routes the fake does not know: {unknown}"
     finally:
