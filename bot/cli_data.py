@@ -100,7 +100,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--no-save", action="store_true", help="do not write tuned thresholds into the model's config")
     e.add_argument("--out", metavar="DIR", help="report folder (default data/eval/<model>-<split>)")
     e.add_argument("--limit", type=int, default=0, metavar="N", help="score the first N rows only")
-    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--batch-size", type=int, default=128, help="examples per inference batch (default 128)")
     e.add_argument("--threads", type=int, metavar="N", help="torch threads (default: all cores)")
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
