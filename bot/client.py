@@ -63,6 +63,7 @@ class EmotionBot(commands.Bot):
         self.inflight: set[asyncio.Task] = set()
         self.started_at = time.time()
         self.store_options = store_options or {}
+        self._closing: asyncio.Future | None = None
 
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.settings.db_path, defaults=GuildSettings(threshold=self.settings.threshold),
@@ -102,12 +103,19 @@ class EmotionBot(commands.Bot):
         self.classifier = classifier
         self.worker.swap(classifier)
 
-    async def close(self, drain_timeout: float = 5.0) -> None:
+    async def close(self) -> None:
+        """Shut down once, whoever asks (a signal handler, ``async with``, a test): later calls wait for it."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self, drain_timeout: float = 5.0) -> None:
+        """Stop taking messages, let in-flight ones finish, then close pacer, worker, store and gateway."""
         self.accepting = False
         pending = [t for t in self.inflight if t is not asyncio.current_task()]
         if pending:
             await asyncio.wait(pending, timeout=drain_timeout)
-        for name in ("pacer", "worker"):
+        for name in ("pacer", "worker", "store"):
             part = getattr(self, name, None)
             if part is not None:
                 try:
@@ -115,6 +123,3 @@ class EmotionBot(commands.Bot):
                 except Exception:  # noqa: BLE001 - keep closing the rest
                     log.exception("closing %s failed", name)
         await super().close()
-        store = getattr(self, "store", None)
-        if store is not None:
-            await store.close()
