@@ -91,9 +91,11 @@ def run_bot(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, token)
     from bot.client import EmotionBot, load_classifier
 
+    from model.registry import RegistryError
+
     try:
         classifier = load_classifier(settings)
-    except ModelLoadError as exc:
+    except (ModelLoadError, RegistryError) as exc:
         return fail(str(exc))
     log.info("model %s (%s) on %s", classifier.source, classifier.version, classifier.device)
     return asyncio.run(_serve(EmotionBot(settings, classifier), token))

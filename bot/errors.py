@@ -40,7 +40,9 @@ def message_for(error: Exception) -> str:
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use this command here."
     if isinstance(error, app_commands.TransformerError):
-        return f"That value isn't valid: {error.value!r}."
+        if error.type is discord.AppCommandOptionType.channel:
+            return "I can't see that channel or thread (archived, or hidden from me)."
+        return f"That value isn't valid: {getattr(error.value, 'name', error.value)}."
     from bot.store import StoreError
 
     if isinstance(original, StoreError):

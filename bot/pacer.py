@@ -129,7 +129,7 @@ class ReactionPacer:
         budget = max(0.1, self.max_age - (self.clock() - job.received))
         try:
             await asyncio.wait_for(job.action(), timeout=budget)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             self.stats.dropped_stale += 1
         except discord.Forbidden:
             self.stats.failed += 1

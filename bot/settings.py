@@ -78,11 +78,11 @@ _CHOICES = {"quantize": {"auto", "int8", "none"}, "log_level": {"DEBUG", "INFO",
 def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ`` after loading ``.env``)."""
     if env is None:
-        if dotenv:
-            from dotenv import load_dotenv
-
-            load_dotenv(override=False)
         env = dict(os.environ)
+        if dotenv:  # read, not loaded: the token must not reach child processes' environments
+            from dotenv import dotenv_values
+
+            env = {**{k: v for k, v in dotenv_values().items() if v is not None}, **env}
     values: dict = {}
     for f in fields(Settings):
         name = _ENV[f.name]

@@ -93,6 +93,14 @@ def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return model
 
 
+def _version_from_metadata(folder: Path) -> str:
+    """The registry's version name from ``emotion_machine.json``; the folder name if it is missing or bad."""
+    try:
+        return str(json.loads((folder / "emotion_machine.json").read_text(encoding="utf-8")).get("version") or folder.name)
+    except (OSError, ValueError, AttributeError):
+        return folder.name
+
+
 class Classifier:
     """A sequence-classification model ready for inference."""
 
@@ -143,12 +151,13 @@ class Classifier:
         except Exception as exc:  # noqa: BLE001 - safetensors, tokenizers and OS errors all mean "cannot load"
             raise _explain_load_failure(name, exc) from None
         if not version:
-            meta = path / "emotion_machine.json"
-            version = json.loads(meta.read_text())["version"] if local and meta.is_file() else (path.name if local else source)
+            version = _version_from_metadata(path) if local else source
         try:
             return cls(model, tokenizer, device=device, version=version, source=name,
                        quantize=quantize, max_length=max_length)
-        except ValueError as exc:
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad labels, CUDA out of memory, ...
             raise ModelLoadError(f"model {name!r} cannot be used: {exc}") from None
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:

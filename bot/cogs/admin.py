@@ -124,20 +124,24 @@ class Admin(commands.Cog):
             batch_size=settings.finetune_batch_size, torch_threads=settings.training_threads,
             device=settings.device, force=force)
         job = TrainingJob(examples, config)
+        view = CancelView(job)
+        # answer first (Discord's 3 s): a child started before a failed answer would train unwatched
+        await interaction.response.send_message(progress_text({}, len(examples)), view=view)
+        previous = await asyncio.to_thread(self._current_name)
         try:
             job.start()
         except TrainingBusy:
-            raise UserError("A retrain is already running in this bot; wait for it to finish.") from None
+            view.stop()
+            await self.edit(interaction, "A retrain is already running in this bot; wait for it to finish.", None)
+            return
         self.job, self.started_by = job, interaction.user.display_name
-        view = CancelView(job)
-        await interaction.response.send_message(progress_text({}, len(examples)), view=view)
         try:
-            await self.follow(interaction, job, len(examples), view)
+            await self.follow(interaction, job, len(examples), view, previous)
         finally:
             view.stop()
 
     async def follow(self, interaction: discord.Interaction, job: TrainingJob, examples: int,
-                     view: discord.ui.View) -> None:
+                     view: discord.ui.View, previous: str | None) -> None:
         started = time.monotonic()
         last = 0.0
         async for event in job.events():
@@ -150,12 +154,13 @@ class Admin(commands.Cog):
         except TrainingCancelled:
             text = "🛑 Retrain cancelled; nothing was deployed."
         except TrainingFailed as exc:
-            log.error("training failed: %s", exc)
-            text = f"❌ Training failed: {exc}\nNothing was deployed; I keep using **{self.bot.classifier.version}**."
+            log.error("training failed: %s\n%s", exc, getattr(exc, "details", ""))
+            text = ("❌ Training failed (details are in the bot's log).\n"
+                    f"Nothing was deployed; I keep using **{self.bot.classifier.version}**.")
         else:
             text = result_text(result)
             if result.deployed:
-                text += await self.deploy(result)
+                text += await self.deploy(result, previous)
         if time.monotonic() - started < TOKEN_LIFETIME:
             await self.edit(interaction, text, None)
         else:  # the interaction token has expired: post the result as a new message
@@ -167,15 +172,20 @@ class Admin(commands.Cog):
         except discord.HTTPException as exc:
             log.info("could not update the retrain message (HTTP %s)", exc.status)
 
-    async def deploy(self, result: FinetuneResult) -> str:
-        """Load the new version off the loop and swap it into the worker; record it in the store."""
+    async def deploy(self, result: FinetuneResult, previous: str | None) -> str:
+        """Load the new version off the loop and swap it into the worker; record it in the store.
+
+        If it cannot be loaded, ``current`` goes back to ``previous`` so a restart does not pick it up.
+        """
         settings = self.bot.settings
         try:
             classifier = await asyncio.to_thread(Classifier.load, result.path, device=settings.device,
                                                  quantize=settings.quantize, version=result.version)
         except ModelLoadError as exc:
             log.error("deployed version could not be loaded: %s", exc)
-            return f"\n⚠️ {result.version} was saved but could not be loaded ({exc}); still serving the old model."
+            if previous:
+                await asyncio.to_thread(self.registry.set_current, previous, reason="load failed")
+            return f"\n⚠️ {result.version} was saved but could not be loaded (see the log); still serving the old model."
         self.bot.deploy(classifier)
         try:
             await self.bot.store.add_model_version(
@@ -221,6 +231,12 @@ class Admin(commands.Cog):
         except RegistryError:
             return None
 
+    def _current_name(self) -> str | None:
+        try:
+            return self.registry.current_name()
+        except RegistryError:
+            return None
+
     @model.command(name="rollback", description="Go back to an earlier version (default: the previous one)")
     @app_commands.describe(version="A version such as v2; leave empty for the previous deployed one")
     @manager_only()
@@ -228,6 +244,7 @@ class Admin(commands.Cog):
         if self.job is not None and self.job.running:
             raise UserError("A retrain is running; wait for it (or cancel it) before rolling back.")
         await interaction.response.defer(ephemeral=True, thinking=True)
+        previous = await asyncio.to_thread(self._current_name)
         try:
             target = await asyncio.to_thread(self.registry.rollback, version)
         except RegistryError as exc:
@@ -237,7 +254,10 @@ class Admin(commands.Cog):
             classifier = await asyncio.to_thread(Classifier.load, target.path, device=settings.device,
                                                  quantize=settings.quantize, version=target.name)
         except ModelLoadError as exc:
-            raise UserError(f"{target.name} could not be loaded: {exc}") from None
+            log.error("rollback to %s failed: %s", target.name, exc)
+            if previous:  # keep the pointer on the model that is actually served
+                await asyncio.to_thread(self.registry.set_current, previous, reason="rollback failed")
+            raise UserError(f"{target.name} could not be loaded (see the bot's log); nothing changed.") from None
         self.bot.deploy(classifier)
         try:
             await self.bot.store.set_current_model_version(target.name)

@@ -69,9 +69,10 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     async def predict(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]) -> None:
         if not text.strip():
             raise UserError("Give me some text to classify.")
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the worker may be busy
         prediction = await self.bot.worker.classify(text)
         lines = [f"{emoji_for(lb)} `{bar(p)}` {p:6.1%} {lb}" for lb, p in prediction.top(3)]
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await interaction.followup.send("\n".join(lines), ephemeral=True)
 
     # -- privacy ------------------------------------------------------------------------------------
 

@@ -107,7 +107,8 @@ class Feedback(commands.Cog):
         await self.bot.store.add_correction(Correction(
             guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id,
             author_id=message.author.id, corrector_id=interaction.user.id, predicted_label=predicted,
-            label=label, text=message.content, model_version=self.bot.classifier.version,
+            label=label, text=message.content,
+            model_version=row.model_version if row is not None else self.bot.classifier.version,
             source="discord", created_at=time.time()))
         await self.swap_reaction(message, predicted, label)
         if predicted == label:
@@ -115,10 +116,14 @@ class Feedback(commands.Cog):
         return f"Changed {label_line(predicted)} → {label_line(label)}. Thanks, this helps me learn."
 
     async def swap_reaction(self, message: discord.Message, old: str | None, new: str) -> None:
+        """Remove whatever the bot shows now (an earlier correction's emoji too), then add the new one."""
         settings = await self.bot.store.get_guild_settings(message.guild.id)
+        shown = {str(r.emoji) for r in message.reactions if r.me}
+        if old is not None:
+            shown.add(emoji_for(old))
         try:
-            if old is not None and emoji_for(old) != emoji_for(new):
-                await message.remove_reaction(emoji_for(old), self.bot.user)
+            for emoji in shown - {emoji_for(new)}:
+                await message.remove_reaction(emoji, self.bot.user)
             if settings.reactions:
                 await message.add_reaction(emoji_for(new))
         except discord.HTTPException as exc:  # the correction is stored; the emoji is cosmetic
@@ -198,12 +203,13 @@ class CorrectionView(discord.ui.View):
 
     async def chosen(self, interaction: discord.Interaction) -> None:
         label = interaction.data["values"][0]
+        await interaction.response.defer()  # storing and swapping reactions can outlast Discord's 3 s
         try:
             text = await self.cog.apply(interaction, self.message, label)
         except UserError as exc:
             text = str(exc)
         self.stop()
-        await interaction.response.edit_message(content=text, view=None)
+        await interaction.edit_original_response(content=text, view=None)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item) -> None:
         log.error("correction menu failed", exc_info=error)

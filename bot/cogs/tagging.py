@@ -9,7 +9,7 @@ import time
 import discord
 from discord.ext import commands, tasks
 
-from bot.store import PredictionRow, StoreError
+from bot.store import GuildSettings, PredictionRow, StoreError
 from model.labels import emoji_for
 from model.worker import WorkerClosed
 
@@ -56,7 +56,11 @@ class Tagging(commands.Cog):
             self.bot.track(task)
         received = self.bot.pacer.clock()
         store = self.bot.store
-        guild_settings = await store.get_guild_settings(message.guild.id)
+        try:
+            guild_settings = await store.get_guild_settings(message.guild.id)
+        except StoreError as exc:  # keep tagging on the defaults through an outage
+            self._warn_store(exc)
+            guild_settings = GuildSettings(threshold=self.bot.settings.threshold)
         if not guild_settings.enabled or not guild_settings.channel_enabled(*channel_ids(message.channel)):
             return
         if await store.is_opted_out(message.author.id):
@@ -65,18 +69,17 @@ class Tagging(commands.Cog):
             prediction = await self.bot.worker.classify(message.content)
         except WorkerClosed:
             return
+        except Exception:  # noqa: BLE001 - the worker has logged the failed batch
+            return
         if await store.is_opted_out(message.author.id):  # opted out while the model was busy
             return
-        guild_settings = await store.get_guild_settings(message.guild.id)
         try:
             await store.record_prediction(PredictionRow(
                 guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id,
                 author_id=message.author.id, label=prediction.label, probability=prediction.score,
                 model_version=prediction.version, created_at=time.time()))
         except StoreError as exc:
-            if not self._store_warned:
-                log.error("predictions are not being recorded: %s", exc)
-                self._store_warned = True
+            self._warn_store(exc)
         if not guild_settings.reactions or prediction.score < guild_settings.threshold:
             return
         if prediction.label == "neutral" and not guild_settings.show_neutral:
@@ -87,6 +90,11 @@ class Tagging(commands.Cog):
             return  # no request Discord would refuse: 403s count towards its invalid-request limit
         emoji = emoji_for(prediction.label)
         self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received)
+
+    def _warn_store(self, exc: StoreError) -> None:
+        if not self._store_warned:
+            log.error("the database is failing; tagging goes on without it: %s", exc)
+            self._store_warned = True
 
     def _warn_no_permission(self, channel_id: int) -> None:
         if channel_id not in self._no_permission:
