@@ -371,7 +371,7 @@ class Shell:
 
     async def cmd_retrain(self, rest: str) -> None:
         from bot.cogs.admin import result_text
-        from model.finetune import FinetuneConfig
+        from model.finetune_config import FinetuneConfig
         from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 
         if rest.lower() in ("force", "--force", "true", "yes"):

@@ -31,7 +31,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterable
 
 if TYPE_CHECKING:
-    from model.finetune import FinetuneConfig, FinetuneResult
+    from model.finetune_config import FinetuneConfig, FinetuneResult
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TrainingJob:
 
     def __init__(self, examples: Iterable[tuple[str, str]], config: FinetuneConfig | None = None, *,
                  nice: int = 10, poll_interval: float = 0.2, kill_after: float = 10.0) -> None:
-        from model.finetune import FinetuneConfig
+        from model.finetune_config import FinetuneConfig
 
         self.examples = [(str(t), str(lb)) for t, lb in examples]
         self.config = config or FinetuneConfig(torch_threads=1)
@@ -240,7 +240,7 @@ class TrainingJob:
                         self.last_stage = payload.get("stage")
                     self._events.put_nowait(payload)
                 elif kind == "result":
-                    from model.finetune import result_from_dict
+                    from model.finetune_config import result_from_dict
 
                     outcome = result_from_dict(payload)
                     if self._cancelled:

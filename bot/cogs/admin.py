@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.errors import UserError, is_manager, manager_only
 from model.classifier import Classifier, ModelLoadError
-from model.finetune import FinetuneConfig, FinetuneResult
+from model.finetune_config import FinetuneConfig, FinetuneResult
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 from model.registry import Registry, RegistryError
 

@@ -110,6 +110,9 @@ class Feedback(commands.Cog):
             label=label, text=message.content,
             model_version=row.model_version if row is not None else self.bot.classifier.version,
             source="discord", created_at=time.time()))
+        if await self.bot.store.is_opted_out(message.author.id):  # opted out while we were writing
+            await self.bot.store.forget_user(message.author.id)
+            raise UserError("The author of that message has just opted out, so I don't store their messages.")
         await self.swap_reaction(message, predicted, label)
         if predicted == label:
             return f"Confirmed {label_line(label)} for that message. Thanks, this helps me learn."
