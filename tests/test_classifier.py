@@ -133,3 +133,9 @@ def test_emoji_fallback_and_label_checks():
     with pytest.raises(ValueError, match="no id2label"):
         labels_from_config({})
     assert labels_from_config({"1": "b", "0": "a"}) == ("a", "b")
+
+
+def test_a_bad_metadata_file_falls_back_to_the_folder_name(tmp_path):
+    folder = build_tiny_model(tmp_path / "v3")
+    (folder / "emotion_machine.json").write_text("{ broken")
+    assert Classifier.load(folder, device="cpu").version == "v3"
