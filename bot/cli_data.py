@@ -95,6 +95,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--labels", choices=sets, help="how GoEmotions labels map onto the model's (default: from the model)")
     e.add_argument("--group", choices=("ekman", "seed13"),
                    help="also score a 28-label model's probabilities grouped into this set (max over members)")
+    e.add_argument("--group-how", choices=("max", "noisy-or"), default="max",
+                   help="how member probabilities combine into a group's (default max)")
     e.add_argument("--thresholds", choices=("tune", "stored"), default="tune",
                    help="multi-label: tune on dev and save them with the model (default), or use the stored ones")
     e.add_argument("--no-save", action="store_true", help="do not write tuned thresholds into the model's config")
@@ -170,7 +172,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-    config = EvalConfig(model=args.model, data=args.data, split=args.split, labels=args.labels, group=args.group,
+    config = EvalConfig(model=args.model, data=args.data, split=args.split, labels=args.labels, group=args.group, group_how=args.group_how,
                         thresholds=args.thresholds, save_thresholds=not args.no_save, out=args.out,
                         limit=args.limit, batch_size=args.batch_size, device=args.device)
     try:

@@ -52,6 +52,8 @@ class EvalConfig:
     labels: str | None = None
     #: Also score probabilities grouped into this set (``ekman``), for a 28-label GoEmotions model.
     group: str | None = None
+    #: How member probabilities combine into a group's: max or noisy-or.
+    group_how: str = "max"
     #: tune: thresholds tuned on dev (and saved with the model); stored: the model's own (0.5 where none).
     thresholds: str = "tune"
     save_thresholds: bool = True
@@ -110,14 +112,20 @@ def tune_thresholds(probs: np.ndarray, gold: np.ndarray, labels: Sequence[str],
     return out
 
 
-def group_probabilities(probs: np.ndarray, labels: Sequence[str], group: str) -> tuple[np.ndarray, list[str]]:
-    """Probabilities over ``group``'s labels: each the max over its members among ``labels``."""
+def group_probabilities(probs: np.ndarray, labels: Sequence[str], group: str,
+                        how: str = "max") -> tuple[np.ndarray, list[str]]:
+    """Probabilities over ``group``'s labels from its members among ``labels``.
+
+    ``max``: the most likely member; ``noisy-or``: 1 - prod(1 - p), the chance that any member
+    applies if they were independent (several weak members add up).
+    """
     mapping = MAPPINGS[group]
     groups = [g for g in LABEL_SETS[group] if any(mapping.get(lb) == g for lb in labels)]
     out = np.zeros((len(probs), len(groups)), dtype=np.float32)
     for k, g in enumerate(groups):
         members = [j for j, lb in enumerate(labels) if mapping.get(lb) == g]
-        out[:, k] = probs[:, members].max(axis=1)
+        member_probs = probs[:, members]
+        out[:, k] = member_probs.max(axis=1) if how == "max" else 1.0 - np.prod(1.0 - member_probs, axis=1)
     return out, groups
 
 
@@ -333,13 +341,13 @@ def run(config: EvalConfig) -> dict[str, Any]:
         # 6. grouped probabilities (28 → Ekman + neutral)
         group: dict[str, Any] | None = None
         if config.group:
-            g_probs, g_labels = group_probabilities(probs, labels, config.group)
+            g_probs, g_labels = group_probabilities(probs, labels, config.group, config.group_how)
             g_rows = group_rows(rows["labels"], config.group)
             g_thresholds, g_note = None, "argmax of the grouped probabilities"
             if multi_label:
                 g_thresholds, g_note = {lb: 0.5 for lb in g_labels}, "0.5 (no dev split to tune on)"
                 if dev_rows is not None:
-                    g_dev, _ = group_probabilities(dev_probs, labels, config.group)
+                    g_dev, _ = group_probabilities(dev_probs, labels, config.group, config.group_how)
                     g_thresholds = tune_thresholds(g_dev, multi_hot(group_rows(dev_rows["labels"], config.group),
                                                                     g_labels), g_labels)
                     g_note = f"tuned on dev ({len(dev_rows)} rows)"
@@ -349,7 +357,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
                 f"{Path(config.model).name}: {config.split}, grouped into {config.group}"))
             (out_dir / f"confusion_{config.group}.txt").write_text(confusion_text(g_matrix, g_r, g_c), encoding="utf-8")
             files["group_confusion_txt"] = str(out_dir / f"confusion_{config.group}.txt")
-            group = {"set": config.group, "labels": g_labels, "how": "max over each group's member probabilities",
+            group = {"set": config.group, "labels": g_labels, "how": f"{config.group_how} over each group's member probabilities",
                      "thresholds": g_thresholds, "thresholds_source": g_note,
                      "metrics": {k: v for k, v in g_scores.items() if k != "per_label"},
                      "per_label": g_scores["per_label"], "confusion": g_matrix.tolist()}

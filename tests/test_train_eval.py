@@ -302,3 +302,17 @@ def test_cli_refuses_a_mismatched_loss(goemotions_dir, base_dir, tmp_path, capsy
              "--output", str(tmp_path / "x"))
     assert rc == 2 and "does not fit a single-label model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_grouping_by_max_or_noisy_or():
+    import numpy as np
+
+    from model.evaluate import group_probabilities
+
+    labels = ["joy", "amusement", "anger"]
+    probs = np.array([[0.5, 0.5, 0.1]], dtype=np.float32)
+    g_max, groups = group_probabilities(probs, labels, "ekman")
+    g_or, _ = group_probabilities(probs, labels, "ekman", "noisy-or")
+    assert groups == ["anger", "joy"]
+    assert g_max[0].tolist() == pytest.approx([0.1, 0.5])
+    assert g_or[0].tolist() == pytest.approx([0.1, 0.75])
