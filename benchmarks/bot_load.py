@@ -292,7 +292,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
             drained_s = time.monotonic() - load_end
 
         # Counts as of the end of the drain; close() then gives queued reactions 2 s and drops the rest
-        # without counting them, so what happens during close is reported apart.
+        # (pacer.stats.dropped_at_close), so what happens during close is reported apart.
         stats = pacer.stats
         before = {"sent": stats.sent, "dropped_stale": stats.dropped_stale,
                   "dropped_overflow": stats.dropped_overflow, "failed": stats.failed,
@@ -302,6 +302,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
         result.update({
             "pushed_info": pushed_info, "load_seconds": load_end - t0, "drain_seconds": drained_s, **before,
             "sent_total": stats.sent, "sent_during_close": stats.sent - before["sent"],
+            "dropped_at_close": stats.dropped_at_close,
             "max_queue_per_channel": pacer.max_queue,
             "pacer_latency_p50_s": percentile(list(stats.latencies), 50),
             "pacer_latency_p99_s": percentile(list(stats.latencies), 99),

@@ -177,7 +177,10 @@ def run_import(args: argparse.Namespace) -> int:
         return fail(str(exc))
     for line, why in report.errors:
         print(f"{args.file}:{line}: {why}", file=sys.stderr)
-    print(f"imported {report.added} examples, {len(report.errors)} bad rows skipped")
+    print(
+        f"imported {report.added} examples, {report.duplicates} already present, "
+        f"{len(report.errors)} bad rows skipped"
+    )
     return 0 if not report.errors else 1
 
 
@@ -213,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="add labelled examples from a CSV or JSONL file",
                        description="Validate every row of FILE (text,label) and add the good ones; "
-                                   "bad rows are reported by line number.")
+                                   "bad rows are reported by line number, and a text already "
+                                   "imported with the same label is skipped (importing twice is harmless).")
     p.add_argument("file", help="a .csv with a text,label header, or a .jsonl of {\"text\", \"label\"} objects")
     p.add_argument("--labels", help="label set to validate against: seed13, goemotions, ekman "
                                     "(default: the model's own labels)")

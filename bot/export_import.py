@@ -44,7 +44,10 @@ __all__ = [
 
 @dataclass
 class ImportReport:
-    """What an import did: rows added, and ``(line number, problem)`` for rows skipped.
+    """What an import did: rows added, repeats skipped, and ``(line number, problem)`` for bad rows.
+
+    ``duplicates`` counts good rows whose text and label were already stored (or
+    appeared earlier in the same file): they add nothing, so a re-import is harmless.
 
     Line numbers are 1-based physical lines (the header is line 1 in a CSV; a
     multi-line CSV record is reported at its first line). For a ``.json`` file
@@ -53,6 +56,7 @@ class ImportReport:
 
     added: int
     errors: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: int = 0
 
     @property
     def ok(self) -> bool:
@@ -306,5 +310,9 @@ async def import_examples(
     added = await store.add_examples(
         [Correction(text=text, label=label, source=source, created_at=now) for _, text, label in good]
     )
-    log.info("Imported %d examples from %s (%d rows rejected)", added, os.fspath(path), len(errors))
-    return ImportReport(added=added, errors=errors)
+    duplicates = len(good) - added
+    log.info(
+        "Imported %d examples from %s (%d already present, %d rows rejected)",
+        added, os.fspath(path), duplicates, len(errors),
+    )
+    return ImportReport(added=added, errors=errors, duplicates=duplicates)

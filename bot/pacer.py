@@ -62,6 +62,7 @@ class PacerStats:
     dropped_stale: int = 0
     dropped_overflow: int = 0
     failed: int = 0
+    dropped_at_close: int = 0  # still queued (or being sent) when close() gave up on them
     latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10_000))
 
 
@@ -131,6 +132,9 @@ class ReactionPacer:
             await asyncio.wait_for(job.action(), timeout=budget)
         except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             self.stats.dropped_stale += 1
+        except asyncio.CancelledError:  # close() ran out of time mid-request
+            self.stats.dropped_at_close += 1
+            raise
         except discord.Forbidden:
             self.stats.failed += 1
             self._warn_once(channel_id, 403, "missing permission to add reactions in channel %s; skipping its reactions")
@@ -161,3 +165,8 @@ class ReactionPacer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        left = self.queued()
+        if left or self.stats.dropped_at_close:
+            self.stats.dropped_at_close += left
+            log.info("closing: dropped %d reactions that had not been sent", self.stats.dropped_at_close)
+        self._queues.clear()

@@ -296,6 +296,11 @@ ON CONFLICT (message_id, corrector_id) DO UPDATE SET
     source = excluded.source,
     created_at = excluded.created_at
 """
+# Imported examples are unique per (text, label) (V4): a repeated import adds nothing.
+_INSERT_IMPORTED = f"""
+INSERT INTO corrections ({_CORRECTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
 _DELETE_CORRECTIONS_OF_USER = "DELETE FROM corrections WHERE corrector_id = ? OR author_id = ?"
 
 # Majority vote per message over all its corrections; ties go to the label whose
@@ -557,6 +562,7 @@ class StoreProtocol(Protocol):
     """The public surface of a store; a PostgreSQL backend would implement this."""
 
     async def close(self) -> None: ...
+    async def refresh_if_changed(self) -> bool: ...
     async def flush(self) -> int: ...
     async def record_prediction(self, row: PredictionRow) -> None: ...
     async def get_prediction(self, message_id: int) -> PredictionRow | None: ...
@@ -642,6 +648,8 @@ class Store:
         self.dropped_predictions = 0
         """Predictions discarded because the buffer overflowed while the database failed."""
         self._opted_out: set[int] = set()
+        self._data_version: int | None = None  # PRAGMA data_version at the last cache load
+        self._cache_generation = 0  # bumped by refresh_caches
         self._guilds: dict[int, GuildSettings] = {}
         self._closed = False
 
@@ -747,9 +755,28 @@ class Store:
 
     async def refresh_caches(self) -> None:
         """Reload the in-memory opt-out and guild caches (after another process wrote)."""
-        rows = await self._read("load opted-out users", _SELECT_OPTED_OUT)
-        self._opted_out = {r[0] for r in rows}
-        self._guilds.clear()
+        async with self._lock:  # read and swap in one step: an opt-out here can't slip between
+            db = self._conn()
+            with self._guard("load opted-out users"):
+                rows = await db.execute_fetchall(_SELECT_OPTED_OUT)
+                version = (await db.execute_fetchall("PRAGMA data_version"))[0][0]
+            self._opted_out = {r[0] for r in rows}
+            self._guilds.clear()
+            self._cache_generation += 1
+            self._data_version = version
+
+    async def refresh_if_changed(self) -> bool:
+        """Reload the caches if another connection committed since the last load.
+
+        ``PRAGMA data_version`` changes only for other connections' commits, so this
+        costs one tiny read when nothing changed. Lets a second bot process sharing
+        the database (or an operator's edit) see opt-outs and guild settings.
+        """
+        rows = await self._read("check the database for changes", "PRAGMA data_version")
+        if rows[0][0] == self._data_version:
+            return False
+        await self.refresh_caches()
+        return True
 
     async def close(self) -> None:
         """Flush buffered predictions and close the connection; safe to call twice."""
@@ -1077,19 +1104,27 @@ class Store:
         await self._write("save a correction", body)
 
     async def add_examples(self, examples: Sequence[Correction]) -> int:
-        """Save many corrections (e.g. an import) all-or-nothing; returns how many.
+        """Save many corrections (e.g. an import) all-or-nothing; returns how many were new.
 
-        Every example is validated before anything is written.
+        Every example is validated before anything is written. Imported examples
+        (``source="import"``, no message) already present with the same text and
+        label are skipped, so importing a file twice does not weight it twice.
         """
         self._require_open()
         now = time.time()
         params = [self._correction_tuple(c, now) for c in examples]
         if not params:
             return 0
+        imported = [p for c, p in zip(examples, params) if c.source == "import" and c.message_id is None]
+        others = [p for c, p in zip(examples, params) if not (c.source == "import" and c.message_id is None)]
 
         async def body(db: aiosqlite.Connection) -> int:
-            await db.executemany(_UPSERT_CORRECTION, params)
-            return len(params)
+            added = 0
+            if imported:  # rowcount sums over the batch; skipped repeats count 0
+                added += (await db.executemany(_INSERT_IMPORTED, imported)).rowcount
+            if others:
+                added += (await db.executemany(_UPSERT_CORRECTION, others)).rowcount
+            return added
 
         return await self._write(f"save {len(params)} examples", body)
 
@@ -1217,6 +1252,7 @@ class Store:
         cached = self._guilds.get(guild_id)
         if cached is not None:
             return cached
+        generation = self._cache_generation
         rows = await self._read("read guild settings", _SELECT_GUILD_SETTINGS, (guild_id,))
         if rows:
             enabled, threshold, show_neutral, reactions, allowed, denied = rows[0]
@@ -1230,6 +1266,8 @@ class Store:
             )
         else:
             settings = self._defaults
+        if generation != self._cache_generation:
+            return settings  # the caches were reloaded meanwhile: don't cache what may be older
         # An update may have committed while we were reading: keep the newer value.
         return self._guilds.setdefault(guild_id, settings)
 

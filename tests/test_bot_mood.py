@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import struct
 import time
@@ -176,6 +177,56 @@ async def test_store_errors_go_to_the_shared_error_handler(world, monkeypatch, c
     r = await alice.slash(general, "mood-me")
     assert r.ephemeral and "database is unavailable" in r.response.content
     assert any(rec.exc_info and rec.exc_info[0] is StoreError for rec in caplog.records)
+    # /mood answers publicly, but its error is only for the member who asked.
+    r = await alice.slash(general, "mood")
+    assert r.ephemeral and "database is unavailable" in r.response.content
+    assert callback_of(env)["data"]["flags"] & 64  # answered directly, privately: no public "thinking…"
+
+
+class _Response:
+    def __init__(self, events: list) -> None:
+        self.events = events
+
+    async def defer(self, *, thinking: bool, ephemeral: bool) -> None:
+        self.events.append(("defer", ephemeral))
+
+
+class _Interaction:
+    def __init__(self) -> None:
+        self.events: list = []
+        self.response = _Response(self.events)
+
+
+@pytest.mark.parametrize("slow", [False, True])
+async def test_the_mood_query_runs_before_the_defer_unless_it_is_slow(monkeypatch, slow):
+    # Plain asyncio (simcord's clock does not move while a query runs): a query that
+    # takes longer than QUERY_BEFORE_DEFER must not make Discord's 3-second deadline slip.
+    import bot.cogs.stats as stats
+
+    monkeypatch.setattr(stats, "QUERY_BEFORE_DEFER", 0.05)
+    interaction = _Interaction()
+
+    async def query():
+        await asyncio.sleep(0.2 if slow else 0)
+        interaction.events.append(("rows", None))
+        return ["rows"]
+
+    assert await stats.query_then_defer(interaction, query(), ephemeral=True) == ["rows"]
+    expected = [("defer", True), ("rows", None)] if slow else [("rows", None), ("defer", True)]
+    assert interaction.events == expected
+
+
+async def test_a_failing_mood_query_is_not_deferred():
+    import bot.cogs.stats as stats
+
+    interaction = _Interaction()
+
+    async def query():
+        raise StoreError("Could not count emotions (bot.db): the disk is full.", reason="full")
+
+    with pytest.raises(StoreError):
+        await stats.query_then_defer(interaction, query(), ephemeral=False)
+    assert interaction.events == []  # the error handler can still answer privately
 
 
 async def test_mood_of_a_thread(world):

@@ -507,6 +507,7 @@ async def test_retention_runs_by_itself_every_six_hours(world):
                                                 author_id=alice.id, label="anger", probability=0.9,
                                                 created_at=old))
     await store.flush()
+    env.bot.get_cog("Tagging").sync_caches.cancel()  # 720 passes of the 30 s loop would only slow this down
     await env.advance_time(6 * 3600 + 1)
     assert await store.get_prediction(7) is None
 
@@ -523,6 +524,7 @@ async def test_a_failing_retention_pass_is_logged_and_the_loop_keeps_running(wor
     monkeypatch.setattr(env.bot.store, "delete_predictions_older_than", locked)
     cog = env.bot.get_cog("Tagging")
     await cog.retention()
+    env.bot.get_cog("Tagging").sync_caches.cancel()  # 720 passes of the 30 s loop would only slow this down
     await env.advance_time(6 * 3600 + 1)
     assert [r.getMessage() for r in caplog.records if r.name == "bot.cogs.tagging"] == [
         "retention failed: Could not delete old predictions (x): the database is locked"] * 2
@@ -556,3 +558,52 @@ async def test_a_channel_without_add_reactions_is_not_sent_a_403_per_message(wor
     for msg in sent:
         assert await tagged(env, msg)
     assert len(reaction_puts(env)) <= 1, reaction_puts(env)
+
+
+async def test_a_flood_beyond_the_backlog_is_shed_with_one_warning(world, caplog):
+    import asyncio
+
+    env, guild, general, random, alice, mod = world
+    caplog.set_level(logging.WARNING, logger="bot.cogs.tagging")
+    cog = env.bot.get_cog("Tagging")
+    sent = [await alice.send(general, f"happy {i}") for i in range(5)]
+    flood = [next(m for m in env.bot.cached_messages if m.id == s.id) for s in sent]
+    for m in flood:  # start over: the flood arrives while the model is stuck
+        await env.bot.store.delete_prediction(m.id)
+    cog.max_backlog = 2
+    original = env.bot.worker.classify
+    release = asyncio.Event()
+
+    async def stuck(text):
+        await release.wait()
+        return await original(text)
+
+    env.bot.worker.classify = stuck
+    handlers = [asyncio.create_task(cog.on_message(m)) for m in flood]
+    await asyncio.sleep(0.05)
+    assert (cog.backlog, cog.shed) == (2, 3)
+    release.set()
+    await asyncio.gather(*handlers)
+    await env.bot.store.flush()
+    assert [await tagged(env, m) for m in flood] == [True, True, False, False, False]
+    assert cog.backlog == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.cogs.tagging"]
+    assert len(warnings) == 1 and "overloaded" in warnings[0] and "skipped 1 new" in warnings[0]
+    env.bot.worker.classify = original
+    assert await tagged(env, await alice.send(general, "happy again"))  # back to normal
+
+
+async def test_an_opt_out_written_by_another_process_is_seen_within_30_seconds(world):
+    from bot.store import Store
+
+    env, guild, general, random, alice, mod = world
+    assert await tagged(env, await alice.send(general, "happy"))
+    other = await Store.open(env.bot.settings.db_path)  # e.g. a second bot process on the same file
+    try:
+        await other.set_opted_out(alice.id, True)
+        await other.update_guild_settings(guild.id, reactions=False)
+    finally:
+        await other.close()
+    await env.advance_time(31)
+    await assert_untouched(env, await alice.send(general, "happy"))
+    assert not (await env.bot.store.get_guild_settings(guild.id)).reactions

@@ -27,8 +27,11 @@ def test_import_reports_bad_rows_by_line_and_export_round_trips(cli_env, capsys)
     src.write_text("text,label\n" + "".join(f"{t},{lb}\n" for t, lb in ROWS) + "oops,hangry\n,sadness\n")
     assert main(["import", str(src), "--labels", "seed13"]) == 1
     out = capsys.readouterr()
-    assert "imported 6 examples, 2 bad rows skipped" in out.out
+    assert "imported 6 examples, 0 already present, 2 bad rows skipped" in out.out
     assert f"{src}:8:" in out.err and "hangry" in out.err and f"{src}:9:" in out.err
+    # Importing the same file again adds nothing.
+    assert main(["import", str(src), "--labels", "seed13"]) == 1
+    assert "imported 0 examples, 6 already present, 2 bad rows skipped" in capsys.readouterr().out
 
     dest = cli_env / "out.jsonl"
     assert main(["export", "--format", "jsonl", "-o", str(dest)]) == 0

@@ -68,6 +68,19 @@ async def test_queue_per_channel_is_bounded():
     assert pacer.queued() <= 5
     assert pacer.stats.dropped_overflow >= 44
     await pacer.close(timeout=0.1)
+    # Every submission is accounted for: sent, dropped for space, or dropped at close.
+    st = pacer.stats
+    assert st.sent + st.dropped_overflow + st.dropped_at_close + st.dropped_stale + st.failed == 50
+    assert st.dropped_at_close >= 3 and pacer.queued() == 0
+
+
+async def test_a_request_cut_off_by_close_is_counted():
+    pacer = ReactionPacer(channel_rate=1000.0, global_rate=1000.0, max_age=30)
+    pacer.submit(1, lambda: asyncio.sleep(5))  # e.g. stuck in discord.py's 429 retries
+    pacer.submit(1, lambda: asyncio.sleep(0))
+    await asyncio.sleep(0.01)
+    await pacer.close(timeout=0.05)
+    assert (pacer.stats.dropped_at_close, pacer.stats.sent) == (2, 0)
 
 
 async def test_forbidden_and_not_found_are_logged_once_per_channel(caplog):

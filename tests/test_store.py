@@ -134,6 +134,27 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int):
     await s.close()
 
 
+async def test_v4_migration_keeps_one_copy_of_each_imported_example(tmp_path: Path):
+    path = tmp_path / "v3.sqlite3"
+    con = raw(path)
+    for version, _, sql in migrations()[:3]:
+        for statement in split_sql(sql):
+            con.execute(statement)
+        con.execute(f"PRAGMA user_version = {version}")
+    rows = [("same", "joy", "import"), ("same", "joy", "import"), ("same", "anger", "import"),
+            ("same", "joy", "shell"), ("same", "joy", "shell")]
+    con.executemany("INSERT INTO corrections (label, text, source, created_at) VALUES (?, ?, ?, ?)",
+                    [(label, text, source, T0 + i) for i, (text, label, source) in enumerate(rows)])
+    con.close()
+    s = await Store.open(path, labels=LABELS)
+    try:
+        left = await s._db.execute_fetchall("SELECT id, label, source FROM corrections ORDER BY id")
+        assert list(left) == [(1, "joy", "import"), (3, "anger", "import"), (4, "joy", "shell"), (5, "joy", "shell")]
+        assert await s.add_examples([corr("same", "joy", message=None, corrector=None, source="import")]) == 0
+    finally:
+        await s.close()
+
+
 async def test_newer_schema_is_refused(tmp_path: Path):
     path = tmp_path / "new.sqlite3"
     con = raw(path)
@@ -243,11 +264,14 @@ async def test_correction_upsert_majority_and_ties(store: Store):
     # Tie on message 2: the most recent vote wins.
     await store.add_correction(corr("m2", "anger", message=2, corrector=7, at=T0 + 10))
     await store.add_correction(corr("m2", "joy", message=2, corrector=8, at=T0 + 11))
-    # Imports: each is its own example, even with identical text.
-    await store.add_examples([corr("imp", "neutral", message=None, corrector=None, source="import", at=T0 + 20),
-                              corr("imp", "neutral", message=None, corrector=None, source="import", at=T0 + 21)])
+    # Imports: one example per distinct (text, label); a repeat adds nothing.
+    imp = [corr("imp", "neutral", message=None, corrector=None, source="import", at=T0 + 20),
+           corr("imp", "neutral", message=None, corrector=None, source="import", at=T0 + 21),
+           corr("imp", "joy", message=None, corrector=None, source="import", at=T0 + 22)]
+    assert await store.add_examples(imp) == 2
+    assert await store.add_examples(imp[:1]) == 0
     examples = await store.corrections_for_training()
-    assert examples == [("m1", "sadness"), ("m2", "joy"), ("imp", "neutral"), ("imp", "neutral")]
+    assert examples == [("m1", "sadness"), ("m2", "joy"), ("imp", "neutral"), ("imp", "joy")]
     assert await store.count_corrections() == 4
     # A later vote flips the tie on message 2.
     await store.add_correction(corr("m2", "anger", message=2, corrector=9, at=T0 + 30))
@@ -405,6 +429,26 @@ async def test_opt_out_cache_follows_database(tmp_path: Path):
     s = await Store.open(path)
     assert await s.opted_out_users() == {1}
     await s.close()
+
+
+async def test_caches_follow_another_process_through_data_version(tmp_path: Path):
+    path = tmp_path / "shared.sqlite3"
+    bot_a, bot_b = await Store.open(path), await Store.open(path)
+    try:
+        assert (await bot_a.get_guild_settings(5)).enabled  # cached
+        assert not await bot_a.refresh_if_changed()  # nobody else wrote
+        await bot_a.set_opted_out(9, True)
+        assert not await bot_a.refresh_if_changed()  # its own commits don't count
+        await bot_b.set_opted_out(1, True)
+        await bot_b.update_guild_settings(5, enabled=False)
+        assert not await bot_a.is_opted_out(1)  # stale until the check
+        assert await bot_a.refresh_if_changed()
+        assert await bot_a.is_opted_out(1) and await bot_a.is_opted_out(9)
+        assert not (await bot_a.get_guild_settings(5)).enabled
+        assert not await bot_a.refresh_if_changed()
+    finally:
+        await bot_a.close()
+        await bot_b.close()
 
 
 # --------------------------------------------------------------------------- guild settings

@@ -92,6 +92,29 @@ def can_view(interaction: discord.Interaction, channel: MoodChannel) -> bool:
     return permissions.view_channel
 
 
+QUERY_BEFORE_DEFER = 2.0  # seconds; Discord wants a first response within 3
+
+
+async def query_then_defer(interaction: discord.Interaction, query, *, ephemeral: bool):
+    """Run ``query``, deferring (with this visibility) once it's done or after 2 s.
+
+    A public defer makes every later message public too, errors included. Querying
+    first lets a database error reach the member privately (the shared handler
+    answers ephemerally while nothing was sent yet); only a slow query defers early.
+    """
+    task = asyncio.ensure_future(query)
+    try:
+        rows = await asyncio.wait_for(asyncio.shield(task), timeout=QUERY_BEFORE_DEFER)
+    except asyncio.TimeoutError:
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        return await task
+    except BaseException:
+        task.cancel()
+        raise
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)  # rendering follows
+    return rows
+
+
 class Stats(commands.Cog):
     def __init__(self, bot) -> None:
         self.bot = bot
@@ -112,11 +135,10 @@ class Stats(commands.Cog):
             raise UserError("You can't see that channel, so I can't show its mood to you.")
         ephemeral = (channel is not None and channel.id != interaction.channel_id
                      and hidden_from_everyone(channel))
-        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-
         since, day_list = day_range(days)
-        rows = await self.bot.store.emotion_counts(
-            guild_id=interaction.guild_id, channel_id=None if channel is None else channel.id, since=since)
+        rows = await query_then_defer(interaction, self.bot.store.emotion_counts(
+            guild_id=interaction.guild_id, channel_id=None if channel is None else channel.id, since=since),
+            ephemeral=ephemeral)
         if channel is None:
             where = interaction.guild.name if interaction.guild is not None else "this server"
             where_md = f"**{discord.utils.escape_markdown(where)}**"

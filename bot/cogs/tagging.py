@@ -36,16 +36,27 @@ def is_taggable(message: discord.Message) -> bool:
 
 
 class Tagging(commands.Cog):
+    SHED_LOG_INTERVAL = 60.0  # seconds between "overloaded" warnings
+
     def __init__(self, bot) -> None:
         self.bot = bot
         self._store_warned = False
         self._no_permission: set[int] = set()
+        # Load shedding: past this many messages waiting for the model, new ones are not
+        # tagged, so a flood beyond the worker's capacity can't grow memory without bound.
+        self.max_backlog = 2 * bot.worker.max_pending
+        self.backlog = 0
+        self.shed = 0  # messages skipped since start because of the backlog
+        self._shed_logged_at = -self.SHED_LOG_INTERVAL
+        self._shed_since_log = 0
 
     async def cog_load(self) -> None:
         self.retention.start()
+        self.sync_caches.start()
 
     async def cog_unload(self) -> None:
         self.retention.cancel()
+        self.sync_caches.cancel()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -65,12 +76,18 @@ class Tagging(commands.Cog):
             return
         if await store.is_opted_out(message.author.id):
             return
+        if self.backlog >= self.max_backlog:
+            self._shed_one()
+            return
+        self.backlog += 1
         try:
             prediction = await self.bot.worker.classify(message.content)
         except WorkerClosed:
             return
         except Exception:  # noqa: BLE001 - the worker has logged the failed batch
             return
+        finally:
+            self.backlog -= 1
         if await store.is_opted_out(message.author.id):  # opted out while the model was busy
             return
         try:
@@ -90,6 +107,16 @@ class Tagging(commands.Cog):
             return  # no request Discord would refuse: 403s count towards its invalid-request limit
         emoji = emoji_for(prediction.label)
         self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received)
+
+    def _shed_one(self) -> None:
+        self.shed += 1
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= self.SHED_LOG_INTERVAL:
+            log.warning("overloaded: %d messages waiting for the model; skipped %d new messages without "
+                        "tagging them", self.backlog, self._shed_since_log)
+            self._shed_logged_at = now
+            self._shed_since_log = 0
 
     def _warn_store(self, exc: StoreError) -> None:
         if not self._store_warned:
@@ -113,6 +140,20 @@ class Tagging(commands.Cog):
             log.error("retention failed: %s", exc)
         except Exception:  # noqa: BLE001 - an exception would stop the loop for good
             log.exception("retention failed")
+
+
+    @tasks.loop(seconds=30)
+    async def sync_caches(self) -> None:
+        """Pick up opt-outs and settings that another process sharing the database wrote."""
+        if not self.bot.accepting:  # shutting down: the store may already be closed
+            return
+        try:
+            if await self.bot.store.refresh_if_changed():
+                log.info("the database was changed by another process; reloaded opt-outs and settings")
+        except StoreError as exc:
+            self._warn_store(exc)
+        except Exception:  # noqa: BLE001 - an exception would stop the loop for good
+            log.exception("reloading the caches failed")
 
 
 async def setup(bot) -> None:
