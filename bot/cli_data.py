@@ -51,7 +51,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model from a base on GoEmotions, a CSV or a JSONL",
         description="Train a classifier for a label set from a base model, measure it on the data's dev split "
                     "(multi-label: tune per-label thresholds there), and save it as a new version in the models "
-                    "folder (or to --output). Defaults are the MiniLM-L6 recipe: 6 epochs, lr 2e-4, batch 32, "
+                    "folder (or to --output). Defaults are the measured MiniLM-L6 recipe (benchmarks/accuracy.md): "
+                    "3 epochs, lr 2e-4, batch 32, "
                     "max_length 64; multi-label defaults to positive-class-weighted BCE.",
         epilog=f"example: emotion-machine train --base minilm --data {DEFAULT_DATA_HINT} --labels goemotions "
                "--multi-label")
@@ -66,7 +67,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--multi-label", action="store_true", help="one sigmoid per label, all of a row's labels kept")
     p.add_argument("--loss", choices=("ce", "bce", "weighted-bce", "focal"),
                    help="default: weighted-bce (multi-label: BCE with sqrt(neg/pos) positive weights) or ce")
-    p.add_argument("--epochs", type=float, default=6.0, help="passes over the data (default 6)")
+    p.add_argument("--epochs", type=float, default=3.0,
+                   help="passes over the data (default 3: on GoEmotions MiniLM-L6 overfits after 2-3)")
     p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4, for MiniLM; ~3e-5 for bert-base)")
     p.add_argument("--batch-size", type=int, default=32, help="examples per step (default 32)")
     p.add_argument("--max-steps", type=int, default=-1, metavar="N", help="stop after N steps (a time-boxed run)")
@@ -74,6 +76,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=64, help="tokens per text (default 64)")
     p.add_argument("--seed", type=int, default=42, help="random seed for shuffling and initialisation (default 42)")
     p.add_argument("--no-dev", action="store_true", help="skip measuring (and tuning thresholds) on the dev split")
+    p.add_argument("--eval-every", type=float, default=0.0, metavar="EPOCHS",
+                   help="score dev macro-F1 every EPOCHS (e.g. 0.25) while training and keep the best checkpoint "
+                        "instead of the last (default: off)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
     where.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
@@ -81,6 +86,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: all cores)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.set_defaults(func=run_train)
+
+    s = subparsers.add_parser(
+        "soup", help="average the weights of models trained from the same base into one",
+        description="A uniform model soup: the mean of the weights of two or more models trained from the same "
+                    "base with the same labels (e.g. two train runs with other learning rates or epochs). It "
+                    "usually scores like their ensemble, at the cost of one model. Thresholds are not carried "
+                    "over: run eval on the soup to tune them on dev.",
+        epilog="example: emotion-machine soup data/runs/a data/runs/b --output data/runs/ab && "
+               f"emotion-machine eval --model data/runs/ab --data {DEFAULT_DATA_HINT}")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="model folders (at least two)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
+    where.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
+    s.add_argument("--deploy", action="store_true", help="make the new version current (the bot loads it on next start)")
+    s.set_defaults(func=run_soup)
 
     e = subparsers.add_parser(
         "eval", help="measure a model on a labelled split: F1, per-label report, confusion matrix",
@@ -123,6 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
         base=args.base, data=args.data, labels=args.labels, multi_label=args.multi_label, loss=args.loss,
         epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
         limit=args.limit, max_length=args.max_length, seed=args.seed, use_dev=not args.no_dev,
+        eval_every=args.eval_every,
         models_dir=_models_dir(args), output=args.output,
         deploy=args.deploy and not args.output, torch_threads=args.threads, device=args.device)
     if args.deploy and args.output:
@@ -143,6 +164,11 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"  {result.train_examples} training rows, {meta['metrics']['steps']} steps, train loss "
           f"{result.train_loss:.4f}, training {meta['training_seconds']:.0f} s ({result.seconds:.0f} s in all) on "
           f"{meta['hardware']['gpu'] or meta['hardware']['cpu']}")
+    curve = meta["metrics"].get("dev_curve")
+    if curve:
+        points = "  ".join(f"{c['epoch']:g}:{c['macro_f1']:.3f}" for c in curve)
+        print(f"  dev macro-F1 by epoch: {points}; kept step {meta['metrics']['best_step']} "
+              f"(epoch {meta['metrics']['best_epoch']:g})")
     if result.dev:
         d = result.dev
         micro = f"   micro-F1 {d['micro_f1']:.3f}" if "micro_f1" in d else ""
@@ -150,6 +176,29 @@ def run_train(args: argparse.Namespace) -> int:
               + ("   (thresholds tuned here)" if result.thresholds else ""))
     print(f"  use it: EMOTION_MODEL={result.path}" + (
         f"   or: emotion-machine models rollback {result.version}" if result.version and not result.deployed else ""))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- soup
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    from model.registry import RegistryError
+    from model.soup import SoupError, average
+    from model.train import TrainError
+
+    if args.deploy and args.output:
+        return _fail("--deploy makes a registry version current; it does not apply with --output", EXIT_USAGE)
+    try:
+        result = average(args.models, output=args.output, models_dir=_models_dir(args),
+                         deploy=args.deploy and not args.output)
+    except (SoupError, TrainError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except (RegistryError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"saved {result['version'] + ' ' if result['version'] else ''}{result['path']}: the mean of "
+          f"{len(args.models)} models" + ("; now current" if result["deployed"] else ""))
+    print(f"  next: emotion-machine eval --model {result['path']} --data <dev/test source> (tunes its thresholds)")
     return EXIT_OK
 
 

@@ -77,6 +77,9 @@ def _explain_load_failure(source: str, exc: BaseException) -> ModelLoadError:
         "(see README, 'Running offline').")
 
 
+QUANTIZE_CHOICES = ("auto", "int8", "none")
+
+
 def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 for the Linear layers: about twice the CPU throughput of fp32 for BERT.
 
@@ -107,6 +110,8 @@ class Classifier:
     def __init__(self, model, tokenizer, *, device: torch.device | str | None = None,
                  max_length: int = MAX_LENGTH, version: str = "", source: str = "",
                  quantize: str = "none") -> None:
+        if quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
         self.labels = labels_from_config(getattr(model.config, "id2label", None))
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.multi_label = getattr(model.config, "problem_type", None) == "multi_label_classification"

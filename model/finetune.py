@@ -148,11 +148,14 @@ def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int
     return ds.map(encode, batched=True, remove_columns=ds.column_names)
 
 
-def training_arguments(config: FinetuneConfig, output_dir: str) -> TrainingArguments:
-    """TrainingArguments for this machine: CUDA + bf16/fp16 when present, no checkpoints, no trackers."""
+def training_arguments(config: FinetuneConfig, output_dir: str, **overrides: Any) -> TrainingArguments:
+    """TrainingArguments for this machine: CUDA + bf16/fp16 when present, no checkpoints, no trackers.
+
+    ``overrides`` replace any argument (``train --eval-every`` turns on evaluation and checkpoints).
+    """
     cuda = torch.cuda.is_available() and (config.device == "auto" or config.device.startswith("cuda"))
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
-    return TrainingArguments(
+    arguments: dict[str, Any] = dict(
         output_dir=output_dir,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps and config.max_steps > 0 else -1,
@@ -175,6 +178,7 @@ def training_arguments(config: FinetuneConfig, output_dir: str) -> TrainingArgum
         dataloader_pin_memory=cuda,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
+    return TrainingArguments(**{**arguments, **overrides})
 
 
 class _QuietProgress(ProgressCallback):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -32,7 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from datasets import Dataset, Features, Sequence as SequenceFeature, Value
-from transformers import DataCollatorWithPadding, PrinterCallback, ProgressCallback, Trainer, set_seed
+from transformers import (DataCollatorWithPadding, EvalPrediction, PrinterCallback, ProgressCallback, Trainer,
+                          set_seed)
 
 from model import data, finetune
 from model.data import DataError
@@ -77,7 +79,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     #: Upper bound on a positive-class weight (a label seen once in 40k rows would otherwise get ~200).
     max_pos_weight: float = 50.0
-    epochs: float = 6.0
+    #: 3: on GoEmotions this MiniLM-L6 peaks on dev after 2-3 epochs (benchmarks/accuracy.md).
+    epochs: float = 3.0
     #: 2e-4 suits the small MiniLM-L6; bert-base-sized models want about 3e-5.
     learning_rate: float = 2e-4
     batch_size: int = 32
@@ -92,6 +95,9 @@ class TrainConfig:
     warmup: float = 0.1
     #: Measure on the source's dev split after training and, for multi-label, tune thresholds there.
     use_dev: bool = True
+    #: > 0: score dev macro-F1 every this many epochs while training (thresholds tuned at each
+    #: check for multi-label) and keep the best checkpoint instead of the last; needs a dev split.
+    eval_every: float = 0.0
     models_dir: str = DEFAULT_ROOT
     #: Save to this folder instead of registering a version in ``models_dir``.
     output: str | None = None
@@ -359,6 +365,27 @@ class LossTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def dev_metrics(labels: Sequence[str], multi_label: bool) -> Callable[[EvalPrediction], dict[str, float]]:
+    """Trainer's ``compute_metrics`` for checkpoint selection: macro-F1 as ``eval`` would report it
+    (multi-label: with thresholds tuned on these same rows, as the final model's will be)."""
+    from model import evaluate  # evaluate imports this module's loaders
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions
+        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float32)
+        gold = np.asarray(prediction.label_ids)
+        if multi_label:
+            probs = 1.0 / (1.0 + np.exp(-logits))
+            thresholds = evaluate.tune_thresholds(probs, gold, labels)
+            scores = evaluate.multi_label_scores(gold, probs >= np.array([thresholds[lb] for lb in labels]), labels)
+        else:
+            scores = evaluate.single_label_scores([labels[i] for i in gold], [labels[i] for i in logits.argmax(-1)],
+                                                  labels)
+        return {"macro_f1": scores["macro_f1"]}
+
+    return compute
+
+
 def finetune_config(config: TrainConfig, *, group_by_length: bool | None = None) -> FinetuneConfig:
     """finetune's config carrying our knobs, so its TrainingArguments and Trainer helpers apply as they are."""
     return FinetuneConfig(
@@ -370,10 +397,21 @@ def finetune_config(config: TrainConfig, *, group_by_length: bool | None = None)
 
 
 def make_trainer(model, tokenizer, config: TrainConfig, output_dir: str, train: Dataset, loss_fn,
-                 callbacks: Sequence = ()) -> LossTrainer:
-    """finetune.make_trainer's Trainer (same arguments, collator, quiet progress), with our loss."""
-    trainer = LossTrainer(model=model, args=finetune.training_arguments(finetune_config(config), output_dir),
-                          train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),
+                 callbacks: Sequence = (), *, dev: Dataset | None = None, labels: Sequence[str] = ()) -> LossTrainer:
+    """finetune.make_trainer's Trainer (same arguments, collator, quiet progress), with our loss.
+
+    With ``dev`` (``--eval-every``), Trainer itself scores dev every ``eval_every`` epochs,
+    checkpoints, and reloads the checkpoint with the best dev macro-F1 at the end.
+    """
+    overrides: dict[str, Any] = {}
+    if dev is not None:
+        every = max(1, round(config.eval_every * math.ceil(len(train) / config.batch_size)))
+        overrides = dict(eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
+                         save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
+                         metric_for_best_model="macro_f1", greater_is_better=True)
+    trainer = LossTrainer(model=model, args=finetune.training_arguments(finetune_config(config), output_dir, **overrides),
+                          train_dataset=train, eval_dataset=dev, data_collator=DataCollatorWithPadding(tokenizer),
+                          compute_metrics=dev_metrics(labels, config.multi_label) if dev is not None else None,
                           processing_class=tokenizer, callbacks=list(callbacks), loss_fn=loss_fn)
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
@@ -382,6 +420,15 @@ def make_trainer(model, tokenizer, config: TrainConfig, output_dir: str, train: 
 
 
 # --------------------------------------------------------------------------- metadata
+
+
+def checkpoint_selection(state) -> dict[str, Any]:
+    """The dev curve of an ``--eval-every`` run and the step whose weights were kept."""
+    curve = [{"epoch": round(float(e["epoch"]), 3), "step": int(e["step"]), "macro_f1": e["eval_macro_f1"]}
+             for e in state.log_history if "eval_macro_f1" in e]
+    best = next((c for c in curve if c["step"] == state.best_global_step), None)
+    return {"dev_curve": curve, "best_step": state.best_global_step,
+            "best_epoch": best["epoch"] if best else None}
 
 
 def hardware(device: str = "auto") -> dict[str, Any]:
@@ -409,15 +456,17 @@ def hardware(device: str = "auto") -> dict[str, Any]:
 def recipe(config: TrainConfig) -> dict[str, Any]:
     """The knobs that decide the model (not where it is saved)."""
     keep = ("base", "data", "labels", "multi_label", "focal_gamma", "max_pos_weight", "epochs", "learning_rate",
-            "batch_size", "max_length", "max_steps", "limit", "seed", "weight_decay", "warmup", "group_by_length")
+            "batch_size", "max_length", "max_steps", "limit", "seed", "weight_decay", "warmup", "group_by_length",
+            "eval_every")
     values = asdict(config)
     return {**{k: values[k] for k in keep}, "loss": config.resolved_loss()}
 
 
-def _save(model, tokenizer, config: TrainConfig, metadata: dict[str, Any]) -> tuple[str, str | None, bool]:
-    """(folder, version or None, deployed): a registry version, or ``config.output``."""
-    if config.output:
-        out = Path(config.output).expanduser()
+def save_model(model, tokenizer, metadata: dict[str, Any], *, output: str | None, models_dir: str,
+               deploy: bool = False) -> tuple[str, str | None, bool]:
+    """(folder, version or None, deployed): the next registry version in ``models_dir``, or ``output``."""
+    if output:
+        out = Path(output).expanduser()
         if out.exists() and any(out.iterdir()):
             raise TrainError(f"{out} exists and is not empty: choose another --output, or remove it first")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
@@ -434,7 +483,7 @@ def _save(model, tokenizer, config: TrainConfig, metadata: dict[str, Any]) -> tu
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return str(out), None, False
-    registry = Registry(config.models_dir)
+    registry = Registry(models_dir)
     _, tmp = registry.allocate()
     try:
         model.save_pretrained(tmp)
@@ -443,9 +492,9 @@ def _save(model, tokenizer, config: TrainConfig, metadata: dict[str, Any]) -> tu
     except BaseException:
         registry.discard(tmp)
         raise
-    if config.deploy:
-        registry.set_current(saved.name, reason="train")
-    return str(saved.path), saved.name, config.deploy
+    if deploy:
+        registry.set_current(saved.name, reason=str(metadata.get("kind", "train")))
+    return str(saved.path), saved.name, deploy
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -487,6 +536,9 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
     dev_rows = None
     if config.use_dev and data.has_split(config.data, "dev"):
         dev_rows = load_rows(config.data, "dev", config.labels, multi_label=config.multi_label)
+    if config.eval_every > 0 and dev_rows is None:
+        raise TrainError(f"--eval-every picks the best checkpoint on a dev split, and {config.data} has none "
+                         "(or --no-dev was given): drop --eval-every, or use a source with a dev split")
 
     # 3. model with a head for the label set
     emit({"event": "stage", "stage": "load base"})
@@ -507,11 +559,16 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         # 5. train
         emit({"event": "stage", "stage": "train"})
         progress = ProgressEvents(emit, None, config.progress_interval)
-        trainer = make_trainer(model, tokenizer, config, workdir, train_tok, loss_fn, [progress])
+        dev_tok = None
+        if config.eval_every > 0:
+            dev_tok = encode(dev_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label)
+        trainer = make_trainer(model, tokenizer, config, workdir, train_tok, loss_fn, [progress],
+                               dev=dev_tok, labels=labels)
         t0 = time.monotonic()
         output = trainer.train()
         train_seconds = time.monotonic() - t0
-        model = trainer.model
+        model = trainer.model  # with --eval-every: the best checkpoint, reloaded
+        selection = checkpoint_selection(trainer.state) if dev_tok is not None else {}
 
         # 6. dev: metrics, and thresholds for a multi-label model
         dev: dict[str, Any] = {}
@@ -540,13 +597,14 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         "recipe": recipe(config), "data": config.data,
         "examples": {"train": len(train_rows), "dev": len(dev_rows) if dev_rows is not None else 0},
         "metrics": {"dev": dev, "train_loss": round(float(output.training_loss), 6),
-                    "steps": int(output.global_step)},
+                    "steps": int(output.global_step), **selection},
         "label_thresholds": thresholds,
         "training_seconds": round(train_seconds, 2), "total_seconds": seconds, "hardware": hardware(config.device),
     }
     if pos_weight is not None and loss_kind == "weighted-bce":
         metadata["pos_weight"] = {lb: round(float(w), 4) for lb, w in zip(labels, pos_weight)}
-    path, version, deployed = _save(model, tokenizer, config, metadata)
+    path, version, deployed = save_model(model, tokenizer, metadata, output=config.output,
+                                         models_dir=config.models_dir, deploy=config.deploy)
     log.info("saved %s (%s) in %.0f s", path, version or "folder", seconds)
     return TrainResult(path=path, version=version, labels=labels, multi_label=config.multi_label,
                        train_examples=len(train_rows), dev_examples=metadata["examples"]["dev"],

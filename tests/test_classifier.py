@@ -65,6 +65,11 @@ def test_int8_quantization_keeps_the_answer(tiny_model_dir, tiny_classifier):
         assert a.scores[b.label] == pytest.approx(b.score, abs=0.02)
 
 
+def test_an_unknown_quantize_mode_is_refused_not_ignored(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="quantize must be one of auto, int8, none, got .dynamic."):
+        Classifier.load(tiny_model_dir, device="cpu", quantize="dynamic")
+
+
 def test_version_comes_from_metadata_file(tmp_path):
     folder = build_tiny_model(tmp_path / "m")
     (folder / "emotion_machine.json").write_text(json.dumps({"version": "v7"}))

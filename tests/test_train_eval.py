@@ -316,3 +316,59 @@ def test_grouping_by_max_or_noisy_or():
     assert groups == ["anger", "joy"]
     assert g_max[0].tolist() == pytest.approx([0.1, 0.5])
     assert g_or[0].tolist() == pytest.approx([0.1, 0.75])
+
+
+def test_eval_every_keeps_the_checkpoint_with_the_best_dev_score(goemotions_dir, base_dir, tmp_path, monkeypatch):
+    """Dev scores are scripted (0.2, 0.9, 0.5, 0.1): the saved weights must be those of the 2nd check."""
+    from transformers import AutoModelForSequenceClassification
+
+    trainers, snapshots = [], []
+    make_trainer = train.make_trainer
+
+    def spy(*args, **kwargs):
+        trainers.append(make_trainer(*args, **kwargs))
+        return trainers[-1]
+
+    scores = iter([0.2, 0.9, 0.5, 0.1])
+
+    def scripted(labels, multi_label):
+        assert multi_label and list(labels) == list(EKMAN)
+
+        def compute(prediction):
+            assert prediction.label_ids.shape[1] == len(EKMAN)  # the dev rows, multi-hot
+            snapshots.append(trainers[-1].model.classifier.weight.detach().clone())
+            return {"macro_f1": next(scores)}
+
+        return compute
+
+    monkeypatch.setattr(train, "make_trainer", spy)
+    monkeypatch.setattr(train, "dev_metrics", scripted)
+    result = train.run(fast(base_dir, goemotions_dir, tmp_path, labels="ekman", multi_label=True,
+                            epochs=4, eval_every=1.0))
+    metrics = result.metadata["metrics"]
+    assert [c["macro_f1"] for c in metrics["dev_curve"]] == [0.2, 0.9, 0.5, 0.1]
+    assert [c["epoch"] for c in metrics["dev_curve"]] == [1.0, 2.0, 3.0, 4.0]
+    assert metrics["best_step"] == metrics["dev_curve"][1]["step"] and metrics["best_epoch"] == 2.0
+    assert result.metadata["recipe"]["eval_every"] == 1.0
+    saved = AutoModelForSequenceClassification.from_pretrained(result.path).classifier.weight.detach()
+    assert np.allclose(saved.numpy(), snapshots[1].numpy()) and not np.allclose(saved.numpy(), snapshots[3].numpy())
+    assert Classifier.load(result.path, device="cpu").multi_label  # the bot can serve it
+
+
+def test_eval_every_scores_real_dev_f1_and_needs_a_dev_split(goemotions_dir, base_dir, tmp_path, capsys):
+    out = tmp_path / "best"
+    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--labels", "ekman",
+             "--multi-label", "--epochs", "20", "--lr", "3e-3", "--batch-size", "8", "--threads", "1",
+             "--eval-every", "5", "--output", str(out))
+    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "dev macro-F1 by epoch: 5:" in printed and "kept step" in printed
+    metrics = json.loads((out / "emotion_machine.json").read_text())["metrics"]
+    curve = metrics["dev_curve"]
+    assert len(curve) == 4 and all(0.0 <= c["macro_f1"] <= 1.0 for c in curve)
+    # The final dev score (thresholds re-tuned on the kept weights) is the best checkpoint's.
+    assert metrics["dev"]["macro_f1"] == max(c["macro_f1"] for c in curve) >= 0.6
+
+    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--no-dev", "--eval-every", "1",
+             "--output", str(tmp_path / "x"))
+    assert rc == 2 and "--eval-every" in capsys.readouterr().err and not (tmp_path / "x").exists()
