@@ -89,7 +89,7 @@ def run_bot(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         return fail(str(exc))
     setup_logging(settings.log_level, token)
-    from bot.client import EmotionBot, load_classifier
+    from bot.client import EmotionBot, freeze_startup_heap, load_classifier
 
     from model.registry import RegistryError
 
@@ -98,6 +98,7 @@ def run_bot(args: argparse.Namespace) -> int:
     except (ModelLoadError, RegistryError) as exc:
         return fail(str(exc))
     log.info("model %s (%s) on %s", classifier.source, classifier.version, classifier.device)
+    freeze_startup_heap()
     return asyncio.run(_serve(EmotionBot(settings, classifier), token))
 
 

@@ -67,3 +67,19 @@ async def test_sigterm_finishes_in_flight_work_and_closes_cleanly(tmp_path, happ
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         con.close()
+
+
+def test_the_startup_heap_is_frozen_out_of_full_collections():
+    """`emotion-machine run` calls this before connecting (its real-process test runs through it)."""
+    import gc
+
+    from bot.client import freeze_startup_heap
+
+    gc.unfreeze()
+    try:
+        freeze_startup_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # torch, transformers and discord.py are already imported here
+        assert len(gc.get_objects(generation=2)) < frozen
+    finally:
+        gc.unfreeze()  # the rest of the test session collects normally
