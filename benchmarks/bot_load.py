@@ -177,18 +177,6 @@ def growth_verdict(points: list[tuple[float, float]], noise: float) -> str:
     return "GROWING" if rise > noise else "bounded"
 
 
-async def _await_first(awaitable, connect: asyncio.Task, timeout: float, what: str):
-    """Await ``awaitable``, failing fast if the gateway task dies first."""
-    waiter = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({waiter, connect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if waiter not in done:
-        waiter.cancel()
-        if connect in done:
-            raise RuntimeError(f"gateway task ended while waiting for {what}: {connect.exception() or 'returned'}")
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-    return waiter.result()
-
-
 async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int) -> dict:
     import discord.gateway
     import discord.http
@@ -197,7 +185,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
     from bot.client import EmotionBot, freeze_startup_heap
     from bot.settings import Settings
     from model.classifier import Classifier
-    from tests.fake_discord import FakeDiscord
+    from tests.fake_discord import FakeDiscord, first_of
 
     # Point discord.py at the fake (what FakeDiscord.patch does with pytest's monkeypatch).
     saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
@@ -216,7 +204,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
     try:
         await asyncio.wait_for(bot.login(TOKEN), 20)
         connect = asyncio.create_task(bot.connect(reconnect=False), name="gateway")
-        await _await_first(bot.wait_until_ready(), connect, 30, "READY")
+        await first_of(bot.wait_until_ready(), connect, 30, "READY")
         got = {c.id for c in bot.get_guild(FakeDiscord.GUILD_ID).text_channels}
         if len(got) != args.channels:
             raise RuntimeError(f"the bot sees {len(got)} text channels, wanted {args.channels}")

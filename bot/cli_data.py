@@ -42,8 +42,20 @@ def _models_dir(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------- parsers
 
 
+DEPLOY_WITH_OUTPUT = "--deploy makes a registry version current; it does not apply with --output"
+
+
+def _add_destination(parser: argparse.ArgumentParser) -> None:
+    """Where ``train`` and ``soup`` put the model they make: a registry version (maybe deployed) or a folder."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
+    where.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
+    parser.add_argument("--deploy", action="store_true",
+                        help="make the new version current (the bot loads it on next start)")
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``eval`` on the CLI's subparsers; each sets ``func``."""
+    """Register ``train``, ``soup`` and ``eval`` on the CLI's subparsers; each sets ``func``."""
     from model.labels import LABEL_SETS
 
     sets = sorted(LABEL_SETS)
@@ -79,10 +91,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=float, default=0.0, metavar="EPOCHS",
                    help="score dev macro-F1 every EPOCHS (e.g. 0.25) while training and keep the best checkpoint "
                         "instead of the last (default: off)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
-    where.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
-    p.add_argument("--deploy", action="store_true", help="make the new version current (the bot loads it on next start)")
+    _add_destination(p)
     p.add_argument("--threads", type=int, metavar="N", help="torch threads (default: all cores)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.set_defaults(func=run_train)
@@ -96,10 +105,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: emotion-machine soup data/runs/a data/runs/b --output data/runs/ab && "
                f"emotion-machine eval --model data/runs/ab --data {DEFAULT_DATA_HINT}")
     s.add_argument("models", nargs="+", metavar="MODEL", help="model folders (at least two)")
-    where = s.add_mutually_exclusive_group()
-    where.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
-    where.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
-    s.add_argument("--deploy", action="store_true", help="make the new version current (the bot loads it on next start)")
+    _add_destination(s)
     s.set_defaults(func=run_soup)
 
     e = subparsers.add_parser(
@@ -139,15 +145,15 @@ def run_train(args: argparse.Namespace) -> int:
     from model.registry import RegistryError
     from model.train import TrainConfig, TrainError, run
 
+    if args.deploy and args.output:
+        return _fail(DEPLOY_WITH_OUTPUT, EXIT_USAGE)
     config = TrainConfig(
         base=args.base, data=args.data, labels=args.labels, multi_label=args.multi_label, loss=args.loss,
         epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, max_steps=args.max_steps,
         limit=args.limit, max_length=args.max_length, seed=args.seed, use_dev=not args.no_dev,
         eval_every=args.eval_every,
         models_dir=_models_dir(args), output=args.output,
-        deploy=args.deploy and not args.output, torch_threads=args.threads, device=args.device)
-    if args.deploy and args.output:
-        return _fail("--deploy makes a registry version current; it does not apply with --output", EXIT_USAGE)
+        deploy=args.deploy, torch_threads=args.threads, device=args.device)
     print(f"training a {'multi' if config.multi_label else 'single'}-label {config.labels} model from "
           f"{config.base} on {config.data} (loss {config.resolved_loss()})", file=sys.stderr)
     bar = _ProgressBar()
@@ -188,10 +194,9 @@ def run_soup(args: argparse.Namespace) -> int:
     from model.train import TrainError
 
     if args.deploy and args.output:
-        return _fail("--deploy makes a registry version current; it does not apply with --output", EXIT_USAGE)
+        return _fail(DEPLOY_WITH_OUTPUT, EXIT_USAGE)
     try:
-        result = average(args.models, output=args.output, models_dir=_models_dir(args),
-                         deploy=args.deploy and not args.output)
+        result = average(args.models, output=args.output, models_dir=_models_dir(args), deploy=args.deploy)
     except (SoupError, TrainError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (RegistryError, OSError) as exc:

@@ -1115,8 +1115,10 @@ class Store:
         params = [self._correction_tuple(c, now) for c in examples]
         if not params:
             return 0
-        imported = [p for c, p in zip(examples, params) if c.source == "import" and c.message_id is None]
-        others = [p for c, p in zip(examples, params) if not (c.source == "import" and c.message_id is None)]
+        imported: list[tuple[Any, ...]] = []
+        others: list[tuple[Any, ...]] = []
+        for c, p in zip(examples, params):
+            (imported if c.source == "import" and c.message_id is None else others).append(p)
 
         async def body(db: aiosqlite.Connection) -> int:
             added = 0

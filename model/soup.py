@@ -59,7 +59,8 @@ def average(paths: Sequence[str], *, output: str | None, models_dir: str, deploy
     started = time.monotonic()
     first, tokenizer = _load(paths[0])
     signature = _signature(first)
-    total = {k: v.detach().clone().double() for k, v in first.state_dict().items() if v.is_floating_point()}
+    first_state = first.state_dict()
+    total = {k: v.detach().clone().double() for k, v in first_state.items() if v.is_floating_point()}
     for path in paths[1:]:
         model, _ = _load(path)
         other = _signature(model)
@@ -68,7 +69,7 @@ def average(paths: Sequence[str], *, output: str | None, models_dir: str, deploy
                 raise SoupError(f"{path} has {key} {other[key]!r}, but {paths[0]} has {signature[key]!r}: "
                                 "only models of the same base and label set can be averaged")
         state = model.state_dict()
-        if set(state) != set(first.state_dict()):
+        if state.keys() != first_state.keys():
             raise SoupError(f"{path} has other layers than {paths[0]}: they were not trained from the same base")
         for key, value in total.items():
             if state[key].shape != value.shape:
@@ -77,7 +78,7 @@ def average(paths: Sequence[str], *, output: str | None, models_dir: str, deploy
             value += state[key].double()
         del model, state
     with torch.no_grad():
-        averaged = {k: (v / len(paths)).to(first.state_dict()[k].dtype) for k, v in total.items()}
+        averaged = {k: (v / len(paths)).to(first_state[k].dtype) for k, v in total.items()}
         first.load_state_dict(averaged, strict=False)  # non-float buffers stay the first model's
     first.config.label_thresholds = {}  # tuned for other weights: eval tunes the soup's own
     metadata = {

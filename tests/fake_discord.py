@@ -53,6 +53,18 @@ def snowflake(counter: int, when: float | None = None) -> int:
     return ((ms - DISCORD_EPOCH_MS) << 22) | (counter & 0xFFF)
 
 
+async def first_of(awaitable, connect: asyncio.Task, timeout: float, what: str = "it"):
+    """Await ``awaitable`` while the bot's gateway task runs, failing fast if that task dies first."""
+    waiter = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({waiter, connect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        if connect in done:
+            raise RuntimeError(f"gateway task ended while waiting for {what}: {connect.exception() or 'returned'}")
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return waiter.result()
+
+
 def iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
 

@@ -9,7 +9,7 @@ import time
 import discord
 import pytest
 
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import FakeDiscord, first_of
 
 TOKEN = "MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 OTHER_TOKEN = "MTA4NzY1NDMyMTA5ODc2NTQzMw.HzYxWv.ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zy"
@@ -25,18 +25,6 @@ async def fake(monkeypatch):
         yield server
     finally:
         await server.stop()
-
-
-async def first_of(awaitable, connect_task: asyncio.Task, timeout: float):
-    """Await ``awaitable``, failing fast if the gateway task dies first."""
-    waiter = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({waiter, connect_task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    if waiter not in done:
-        waiter.cancel()
-        if connect_task in done:
-            raise AssertionError(f"gateway task ended first: {connect_task.exception() or 'returned'}")
-        raise AssertionError(f"timed out after {timeout}s")
-    return waiter.result()
 
 
 async def test_member_message_is_recorded_and_reacted_to_through_a_429(fake, bot_settings, happy_classifier, caplog):
