@@ -13,6 +13,7 @@ from getting worse one retrain at a time.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -39,7 +40,8 @@ from transformers import (
 from model import data
 from model.classifier import Classifier
 from model.finetune_config import FinetuneConfig, FinetuneResult
-from model.registry import Registry
+from model.losses import LossError, LossFn, LossTrainer, default_loss, make_loss
+from model.registry import META_FILE, Registry
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +136,22 @@ def load_replay(config: FinetuneConfig, labels: Sequence[str]) -> tuple[Dataset,
     return pool, validation
 
 
-def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int] | None = None) -> Dataset:
+def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int] | None = None,
+             multi_label: bool = False) -> Dataset:
     """Token ids truncated to ``max_length`` and left unpadded (the collator pads per batch).
 
-    With ``label2id`` a ``labels`` column of ids is added (training); without, text only (prediction).
+    With ``label2id`` a ``labels`` column is added (training): class ids, or for a multi-label
+    model one-hot float rows (a correction names one label; BCE needs a target per label).
+    Without, text only (prediction).
     """
     def encode(batch: dict) -> dict:
         out = tokenizer(batch["text"], truncation=True, max_length=max_length)
         if label2id is not None:
-            out["labels"] = [label2id[lb] for lb in batch["label"]]
+            ids = [label2id[lb] for lb in batch["label"]]
+            if multi_label:
+                out["labels"] = [[1.0 if j == i else 0.0 for j in range(len(label2id))] for i in ids]
+            else:
+                out["labels"] = ids
         return out
 
     return ds.map(encode, batched=True, remove_columns=ds.column_names)
@@ -229,11 +238,15 @@ class ProgressEvents(TrainerCallback):
 
 
 def make_trainer(model, tokenizer, config: FinetuneConfig, output_dir: str, *, train: Dataset | None = None,
-                 callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
-    """A Trainer with dynamic padding and our quiet progress handling (the benchmark uses it too)."""
-    trainer = Trainer(model=model, args=training_arguments(config, output_dir), train_dataset=train,
-                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      callbacks=list(callbacks))
+                 callbacks: Sequence[TrainerCallback] = (), loss_fn: LossFn | None = None) -> Trainer:
+    """A Trainer with dynamic padding and our quiet progress handling (the benchmark uses it too).
+
+    ``loss_fn`` replaces the model's built-in loss (see :mod:`model.losses`).
+    """
+    common = dict(model=model, args=training_arguments(config, output_dir), train_dataset=train,
+                  data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
+                  callbacks=list(callbacks))
+    trainer = Trainer(**common) if loss_fn is None else LossTrainer(**common, loss_fn=loss_fn)
     trainer.remove_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(_QuietProgress)
@@ -296,6 +309,33 @@ def gate(before: dict[str, Any], after: dict[str, Any], *, force: bool = False) 
     return False, f"candidate is worse, kept the current model: {figures}"
 
 
+def base_loss(base: str, labels: Sequence[str], multi_label: bool) -> tuple[str, np.ndarray | None, str]:
+    """(loss kind, positive-class weights or None, where they came from) for fine-tuning ``base``.
+
+    The loss the base was trained with, as ``train`` (``recipe.loss``, ``pos_weight``) or an earlier
+    fine-tune (``loss``, ``pos_weight``) recorded it in the folder's metadata; else the model
+    head's own loss for its problem type.
+    """
+    try:
+        meta = json.loads((Path(base).expanduser() / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        return default_loss(multi_label), None, "the model type's default (no training record)"
+    recipe = meta.get("recipe") if isinstance(meta.get("recipe"), dict) else {}
+    kind = meta.get("loss") or recipe.get("loss") or default_loss(multi_label)
+    weights = meta.get("pos_weight") if isinstance(meta.get("pos_weight"), dict) else None
+    try:
+        make_loss(str(kind), multi_label=multi_label)
+    except LossError:
+        log.warning("%s records loss %r, which does not fit it; using %s", base, kind, default_loss(multi_label))
+        return default_loss(multi_label), None, "the model type's default (recorded loss does not fit)"
+    pos_weight = None
+    if kind == "weighted-bce" and weights:
+        pos_weight = np.array([float(weights.get(lb, 1.0)) for lb in labels], dtype=np.float32)
+    return str(kind), pos_weight, "the base's training record"
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -334,6 +374,11 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
     clf = Classifier.load(base, device="cpu", quantize="none", max_length=config.max_length)
     model, tokenizer, labels = clf.model, clf.tokenizer, list(clf.labels)
     label2id = {lb: i for i, lb in enumerate(labels)}
+    multi_label = clf.multi_label
+    loss_kind, pos_weight, loss_source = base_loss(base, labels, multi_label)
+    loss_fn = make_loss(loss_kind, multi_label=multi_label, pos_weight=pos_weight)
+    log.info("%s-label model: loss %s (from %s)%s", "multi" if multi_label else "single", loss_kind, loss_source,
+             "; per-label thresholds kept from the base" if multi_label else "")
 
     # 2. corrections → Dataset, checked against the model's labels
     corrections = to_dataset(examples)
@@ -368,7 +413,8 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
 
         # 5. tokenize
         emit({"event": "stage", "stage": "tokenize"})
-        train_tok = tokenize(train_all, tokenizer, max_length=config.max_length, label2id=label2id)
+        train_tok = tokenize(train_all, tokenizer, max_length=config.max_length, label2id=label2id,
+                             multi_label=multi_label)
         check_stop()
 
         # 6. the current model on the eval data (before training changes the base in place)
@@ -385,7 +431,8 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
 
         # 7. train
         emit({"event": "stage", "stage": "train"})
-        trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress])
+        trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress],
+                               loss_fn=loss_fn)
         train_output = trainer.train()
         model = trainer.model
         check_stop()
@@ -396,6 +443,8 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
             emit({"event": "stage", "stage": "evaluate", "model": "candidate"})
             after = evaluate(model, tokenizer, eval_sets, config, workdir, [progress])
         deployed, reason = gate(before, after, force=config.force)
+        if multi_label:  # a correction set is too small to re-tune 28 thresholds on; say what the bot will use
+            reason = f"{reason}; per-label thresholds kept from the base"
         if deployed and not config.deploy:
             deployed, reason = False, f"{reason}; saved without deploying (deploy=False)"
         log.info("gate: %s", reason)
@@ -417,7 +466,11 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
                     "hyperparameters": _hyperparameters(config),
                     "metrics": {"before": before, "after": after, "train_loss": round(float(train_output.training_loss), 6),
                                 "deployed": deployed, "reason": reason},
-                    "labels": labels,
+                    "labels": labels, "multi_label": multi_label, "loss": loss_kind,
+                    **({"pos_weight": {lb: round(float(w), 4) for lb, w in zip(labels, pos_weight)}}
+                       if pos_weight is not None else {}),
+                    "label_thresholds": dict(getattr(model.config, "label_thresholds", None) or {}),
+                    **({"thresholds": "kept from the base"} if multi_label else {}),
                 })
             except BaseException:
                 registry.discard(tmp)

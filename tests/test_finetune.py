@@ -226,3 +226,61 @@ def test_cli_finetune_from_the_store_then_models_commands(tmp_path, word_model_d
     # without --force and too few corrections for a hold-out: trained nothing, exit 3
     assert cli("finetune", "--db", str(db), "--models-dir", models, "--threads", "1") == cli_train.EXIT_NOT_DEPLOYED
     assert "nothing to evaluate" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- multi-label models
+
+
+@pytest.fixture(scope="session")
+def multi_label_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("multi") / "model", multi_label=True)
+
+
+def test_multi_label_model_learns_corrections_with_one_hot_targets(tmp_path, multi_label_dir):
+    """Every model `train` makes is multi-label; fine-tuning one used to crash on the target shape."""
+    texts = ["i am so happy today", "this is terrible and sad", "wow really what"]
+    before = predict(multi_label_dir, texts)
+    targets = [next(lb for lb in SEED13[3 * i:] if lb != p) for i, p in enumerate(before)]
+    result = finetune.run([*zip(texts, targets)] * 4, fast(tmp_path, multi_label_dir, force=True, learning_rate=1e-2))
+
+    assert result.deployed and "thresholds kept from the base" in result.reason
+    clf = Classifier.load(result.path, device="cpu")
+    assert clf.multi_label  # still a sigmoid model, so the bot keeps applying its thresholds
+    assert [p.label for p in clf.predict(texts)] == targets
+    meta = Registry(tmp_path / "models").current().metadata
+    assert meta["loss"] == "bce" and meta["multi_label"] is True and meta["thresholds"] == "kept from the base"
+
+
+def test_multi_label_fine_tune_keeps_the_loss_and_thresholds_the_base_was_trained_with(tmp_path, multi_label_dir):
+    import json
+    import shutil
+
+    base = tmp_path / "trained"
+    shutil.copytree(multi_label_dir, base)
+    weights = {lb: (3.0 if lb == "sadness" else 1.0) for lb in SEED13}
+    (base / "emotion_machine.json").write_text(json.dumps({"recipe": {"loss": "weighted-bce"}, "pos_weight": weights}))
+    config_path = base / "config.json"
+    config = json.loads(config_path.read_text())
+    config["label_thresholds"] = {lb: 0.3 for lb in SEED13}
+    config_path.write_text(json.dumps(config))
+
+    kind, pos_weight, source = finetune.base_loss(str(base), SEED13, True)
+    assert kind == "weighted-bce" and source == "the base's training record"
+    assert pos_weight.tolist() == [weights[lb] for lb in SEED13]
+
+    result = finetune.run(corrections() * 2, fast(tmp_path, base, force=True, epochs=5))
+    meta = Registry(tmp_path / "models").current().metadata
+    assert meta["loss"] == "weighted-bce" and meta["pos_weight"]["sadness"] == 3.0
+    assert Classifier.load(result.path, device="cpu").thresholds.tolist() == pytest.approx([0.3] * 13)
+    # the next fine-tune of this version reads the loss from the version's own record
+    assert finetune.base_loss(result.path, SEED13, True)[0] == "weighted-bce"
+
+
+def test_a_recorded_loss_that_does_not_fit_falls_back_to_the_model_type(tmp_path, word_model_dir):
+    import shutil
+
+    base = tmp_path / "single"
+    shutil.copytree(word_model_dir, base)
+    (base / "emotion_machine.json").write_text('{"loss": "weighted-bce"}')
+    assert finetune.base_loss(str(base), SEED13, False)[:2] == ("ce", None)
+    assert finetune.base_loss(str(tmp_path / "missing"), SEED13, True)[:2] == ("bce", None)

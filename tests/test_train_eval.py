@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import data, evaluate, train
+from model import data, evaluate, losses, train
 from model.classifier import Classifier
 from model.data import DataError
 from model.labels import EKMAN, GOEMOTIONS, GOEMOTIONS_TO_EKMAN, GOEMOTIONS_TO_SEED13, SEED13, load_mapping_file
@@ -175,16 +175,16 @@ def test_loader_errors_name_the_line(goemotions_dir, tmp_path):
 def test_positive_weights_and_losses():
     y = np.array([[1, 0], [0, 0], [0, 0], [0, 0]], dtype=np.float32)
     assert train.positive_weights(y).tolist() == pytest.approx([3 ** 0.5, 1.0])
-    with pytest.raises(train.TrainError, match="does not fit a multi-label"):
-        train.make_loss("ce", multi_label=True)
-    with pytest.raises(train.TrainError, match="does not fit a single-label"):
-        train.make_loss("weighted-bce", multi_label=False)
+    with pytest.raises(losses.LossError, match="does not fit a multi-label"):
+        losses.make_loss("ce", multi_label=True)
+    with pytest.raises(losses.LossError, match="does not fit a single-label"):
+        losses.make_loss("weighted-bce", multi_label=False)
     import torch
 
     logits, target = torch.tensor([[2.0, -2.0]]), torch.tensor([[1.0, 0.0]])
-    bce = train.make_loss("bce", multi_label=True)(logits, target)
-    focal = train.make_loss("focal", multi_label=True)(logits, target)
-    weighted = train.make_loss("weighted-bce", multi_label=True, pos_weight=np.array([4.0, 1.0]))(logits, target)
+    bce = losses.make_loss("bce", multi_label=True)(logits, target)
+    focal = losses.make_loss("focal", multi_label=True)(logits, target)
+    weighted = losses.make_loss("weighted-bce", multi_label=True, pos_weight=np.array([4.0, 1.0]))(logits, target)
     assert 0 < focal < bce < weighted
 
 
