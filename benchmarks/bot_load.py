@@ -286,7 +286,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
         before = {"sent": stats.sent, "dropped_stale": stats.dropped_stale,
                   "dropped_overflow": stats.dropped_overflow, "failed": stats.failed,
                   "left_queued_at_close": pacer.queued(), "unclassified_at_close": len(bot.inflight),
-                  "shed": bot.get_cog("Tagging").shed}
+                  "shed": bot.services.tagging.shed}
         await asyncio.wait_for(bot.close(), 60)
         await asyncio.wait_for(asyncio.gather(connect, return_exceptions=True), 15)
         result.update({

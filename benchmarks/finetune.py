@@ -129,7 +129,7 @@ def bench_throughput(model_dir: Path, rows: list[tuple[str, str]], args) -> list
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from model import data
-    from model.finetune import FinetuneConfig, make_trainer, tokenize
+    from model.hf import TrainerKnobs, make_trainer, tokenize
 
     torch.set_num_threads(args.train_threads_throughput)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -138,8 +138,8 @@ def bench_throughput(model_dir: Path, rows: list[tuple[str, str]], args) -> list
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         label2id = {lb: int(i) for lb, i in model.config.label2id.items()}
         train = tokenize(data.from_pairs(rows), tokenizer, max_length=64, label2id=label2id)
-        config = FinetuneConfig(batch_size=args.batch_size, max_steps=args.train_steps, learning_rate=3e-5,
-                                group_by_length=sampler == "group_by_length", device="cpu")
+        config = TrainerKnobs(batch_size=args.batch_size, max_steps=args.train_steps, learning_rate=3e-5,
+                              group_by_length=sampler == "group_by_length", device="cpu")
 
         clock = _step_clock()
         with tempfile.TemporaryDirectory() as out:
@@ -196,7 +196,7 @@ def summarise(name: str, lat: list[float], **extra) -> dict:
 
 async def bench_latency(model_dir: Path, chat: list[str], corrections: list[tuple[str, str]], args) -> list[dict]:
     from model.classifier import Classifier
-    from model.finetune import FinetuneConfig
+    from model.finetune_config import FinetuneConfig
     from model.jobs import TrainingCancelled, TrainingJob
     from model.worker import InferenceWorker
 
@@ -217,8 +217,8 @@ async def bench_latency(model_dir: Path, chat: list[str], corrections: list[tupl
 
             async def follow() -> None:
                 async for event in job.events():
-                    if event["event"] == "progress":
-                        steps.append((time.perf_counter(), event["step"]))
+                    if event.kind == "progress":
+                        steps.append((time.perf_counter(), event.step))
                         training.set()
 
             follower = asyncio.create_task(follow())

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.charts import mood_chart  # noqa: E402
-from bot.cogs.stats import day_range  # noqa: E402
+from bot.services.mood import day_range  # noqa: E402
 from bot.store import PredictionRow, Store, emotion_counts_query  # noqa: E402
 from model.labels import SEED13  # noqa: E402
 

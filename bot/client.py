@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.errors import install_error_handler
 from bot.pacer import ReactionPacer
+from bot.services import Services
 from bot.settings import Settings
 from bot.store import GuildSettings, Store
 from model.classifier import Classifier
@@ -60,10 +61,10 @@ def freeze_startup_heap() -> None:
 
 class EmotionBot(commands.Bot):
     settings: Settings
-    classifier: Classifier
     store: Store
     worker: InferenceWorker
     pacer: ReactionPacer
+    services: Services
     started_at: float
 
     def __init__(self, settings: Settings, classifier: Classifier, *, store_options: dict | None = None,
@@ -71,7 +72,7 @@ class EmotionBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=make_intents(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **options)
         self.settings = settings
-        self.classifier = classifier
+        self._classifier = classifier
         self.accepting = True
         self.inflight: set[asyncio.Task] = set()
         self.started_at = time.time()
@@ -81,8 +82,9 @@ class EmotionBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.settings.db_path, defaults=GuildSettings(threshold=self.settings.threshold),
                                       **self.store_options)
-        self.worker = InferenceWorker(self.classifier, max_batch=self.settings.max_batch,
+        self.worker = InferenceWorker(self._classifier, max_batch=self.settings.max_batch,
                                       torch_threads=self.settings.inference_threads).start()
+        self.services = Services.build(self.settings, self.store, self.worker)
         self.pacer = ReactionPacer(channel_rate=self.settings.channel_reactions_per_s,
                                    global_rate=self.settings.global_requests_per_s,
                                    max_age=self.settings.reaction_max_age)
@@ -111,10 +113,11 @@ class EmotionBot(commands.Bot):
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
 
-    def deploy(self, classifier: Classifier) -> None:
-        """Serve ``classifier`` from the next batch on; no request fails, nothing restarts."""
-        self.classifier = classifier
-        self.worker.swap(classifier)
+    @property
+    def classifier(self) -> Classifier:
+        """The model being served (the one the worker runs once it has started)."""
+        worker = getattr(self, "worker", None)
+        return worker.classifier if worker is not None else self._classifier
 
     async def close(self) -> None:
         """Shut down once, whoever asks (a signal handler, ``async with``, a test): later calls wait for it."""

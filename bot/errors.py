@@ -1,4 +1,8 @@
-"""One place that turns every app-command error into an ephemeral message a member can act on."""
+"""One place that turns every app-command error into an ephemeral message a member can act on.
+
+A service's :class:`~bot.services.Refusal` is said as it is; anything unexpected is logged and
+answered with a generic line, so no traceback or internal detail reaches a member.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,18 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.permissions import NotManager
+from bot.services import Refusal
+from bot.store import StoreError
+
 log = logging.getLogger(__name__)
-
-
-class UserError(app_commands.AppCommandError):
-    """An error whose message is meant for the member who ran the command."""
-
-
-class NotManager(app_commands.CheckFailure):
-    """The member lacks Manage Server for an admin command."""
-
-
-def is_manager(interaction: discord.Interaction) -> bool:
-    """Server-side check: Manage Server in this guild. ``default_permissions`` is only a client hint."""
-    perms = getattr(interaction.user, "guild_permissions", None)
-    if interaction.guild is None or perms is None or not (perms.manage_guild or perms.administrator):
-        raise NotManager("You need the **Manage Server** permission for this command.")
-    return True
-
-
-def manager_only():
-    return app_commands.check(is_manager)
 
 
 def message_for(error: Exception) -> str:
     """The text a member sees for ``error`` (an app-command error or what a view callback raised)."""
     original = getattr(error, "original", error)
-    if isinstance(error, (UserError, NotManager)):
-        return str(error)
+    if isinstance(error, NotManager) or isinstance(original, Refusal):
+        return str(original)
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server."
     if isinstance(error, app_commands.CheckFailure):
@@ -43,8 +31,6 @@ def message_for(error: Exception) -> str:
         if error.type is discord.AppCommandOptionType.channel:
             return "I can't see that channel or thread (archived, or hidden from me)."
         return f"That value isn't valid: {getattr(error.value, 'name', error.value)}."
-    from bot.store import StoreError
-
     if isinstance(original, StoreError):
         return "The bot's database is unavailable right now; please try again later."
     if isinstance(original, discord.Forbidden):
@@ -65,7 +51,8 @@ async def send_ephemeral(interaction: discord.Interaction, content: str, **kwarg
 
 def install_error_handler(tree: app_commands.CommandTree) -> None:
     async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        known = isinstance(error, (UserError, app_commands.CheckFailure, app_commands.TransformerError))
+        known = isinstance(error, (app_commands.CheckFailure, app_commands.TransformerError)) \
+            or isinstance(getattr(error, "original", None), Refusal)
         if not known:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("command /%s failed", command, exc_info=getattr(error, "original", error))

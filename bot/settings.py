@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from model.classifier import DEFAULT_MODEL
+from model.defaults import DEFAULT_MODEL
 
 
 class SettingsError(ValueError):
@@ -39,9 +39,10 @@ class Settings:
     global_requests_per_s: float = 45.0
     retention_days: float = 30.0
     min_corrections: int = 20
-    finetune_epochs: float = 5.0
-    finetune_lr: float = 3e-5
-    finetune_batch_size: int = 16
+    #: None: FinetuneConfig's default (the training defaults are declared there only).
+    finetune_epochs: float | None = None
+    finetune_lr: float | None = None
+    finetune_batch_size: int | None = None
     replay_path: str = ""
     replay_ratio: float = 4.0
     guild_id: int | None = None
@@ -105,9 +106,9 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         raise SettingsError(f"EMOTION_THRESHOLD must be between 0 and 1, not {settings.threshold}")
     for name in ("reaction_max_age", "channel_reactions_per_s", "global_requests_per_s", "retention_days",
                  "finetune_epochs", "finetune_lr"):
-        if getattr(settings, name) <= 0:
+        if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise SettingsError(f"{_ENV[name]} must be greater than 0")
     for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
-        if getattr(settings, name) < 1:
+        if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
     return settings

@@ -22,19 +22,24 @@ plain lines, no curses. End with ``/quit`` or end of input.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import codecs
-import dataclasses
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
+
+from bot import render
+from bot.services import Actor, Refusal, Services
+from bot.services.correcting import Target
+from bot.services.mood import DEFAULT_DAYS, MoodScope
+from bot.services.retraining import TrainingOverrides
+from bot.services.tagging import IncomingMessage
+from model.labels import emoji_for
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +47,6 @@ log = logging.getLogger(__name__)
 SHELL_GUILD_ID = 0
 SHELL_CHANNEL_ID = 0
 SHELL_USER_ID = 0
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-
-TOP_K = 3
-BAR_WIDTH = 20
 
 HELP = """\
 Type a message to see the emotion the model hears in it (emoji, then the top 3).
@@ -59,37 +58,6 @@ Commands:
   /mood [DAYS]      write the chart of the shell's emotions over the last DAYS days (default 14)
   /help             this text
   /quit             leave (end of input does too)"""
-
-
-class ShellError(Exception):
-    """A command that cannot be done as typed; the message says why and what to type instead."""
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def bar(fraction: float, width: int = BAR_WIDTH) -> str:
-    """``██████░░░░…`` for a probability in [0, 1]."""
-    fraction = min(1.0, max(0.0, fraction))
-    filled = round(fraction * width)
-    return "█" * filled + "░" * (width - filled)
-
-
-def prediction_lines(prediction: Any, k: int = TOP_K) -> list[str]:
-    """The answer to one message: the chosen emoji and label, then the top ``k`` with bars."""
-    from model.labels import emoji_for
-
-    top = prediction.top(k)
-    width = max(len(label) for label, _ in top)
-    head = f"{emoji_for(prediction.label)}  {prediction.label} ({prediction.score:.1%})"
-    lines = [f"{head} · model {prediction.version}"]
-    lines += [f"   {emoji_for(label)} {label:<{width}} {bar(score)} {score:6.1%}" for label, score in top]
-    return lines
-
-
-def plain(text: str) -> str:
-    """Discord markdown (``**bold**``, ```code```) as plain terminal text."""
-    return text.replace("**", "").replace("`", "")
 
 
 # --------------------------------------------------------------------------- input
@@ -155,51 +123,6 @@ class LineReader:
                 pass
 
 
-# --------------------------------------------------------------------------- retrain progress
-
-
-class RetrainProgress:
-    """Fine-tune events as the shell shows them: each stage a line on ``out``, the steps a tqdm bar on ``err``."""
-
-    STAGES = {"tokenize": "preparing the data", "evaluate": "evaluating", "train": "training", "save": "saving"}
-
-    def __init__(self, out: IO[str], err: IO[str]) -> None:
-        self.out, self.err = out, err
-        self.bar = None
-
-    def __call__(self, event: dict) -> None:
-        from tqdm import tqdm
-
-        if event.get("event") == "stage":
-            stage = event.get("stage", "")
-            text = self.STAGES.get(stage, stage)
-            if event.get("model"):
-                text += f" the {event['model']} model"
-            self.write(f"• {text}…")
-        elif event.get("event") == "progress" and event.get("max_steps"):
-            if self.bar is None:
-                self.bar = tqdm(total=event["max_steps"], unit="step", desc="training", file=self.err,
-                                dynamic_ncols=True, leave=True)
-            self.bar.update(event["step"] - self.bar.n)
-            postfix = {"epoch": f"{event.get('epoch', 0):.2f}"}
-            if event.get("loss") is not None:
-                postfix["loss"] = f"{event['loss']:.4f}"
-            self.bar.set_postfix(postfix, refresh=True)
-
-    def write(self, line: str) -> None:
-        from tqdm import tqdm
-
-        if self.bar is not None:
-            tqdm.write(line, file=self.out)  # clears the bar, writes, redraws it
-        else:
-            print(line, file=self.out, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 # --------------------------------------------------------------------------- the shell
 
 
@@ -216,17 +139,17 @@ class ShellMessage:
 class Shell:
     """One channel's worth of the bot, driven by lines of text. Build with :meth:`open`."""
 
-    def __init__(self, settings: Any, classifier: Any, store: Any, worker: Any, *, out: IO[str], err: IO[str],
-                 chart_path: Path, training: dict[str, Any]) -> None:
+    def __init__(self, settings: Any, store: Any, worker: Any, *, out: IO[str], err: IO[str],
+                 chart_path: Path, training: TrainingOverrides | None = None) -> None:
         self.settings = settings
-        self.classifier = classifier
         self.store = store
         self.worker = worker
+        self.services = Services.build(settings, store, worker)
+        self.actor = Actor(user_id=SHELL_USER_ID, guild_id=SHELL_GUILD_ID, can_manage=True, name="the shell")
         self.out, self.err = out, err
         self.chart_path = chart_path
         self.training = training
         self.last: ShellMessage | None = None
-        self.job = None
         self._last_id = 0
 
     @classmethod
@@ -237,12 +160,17 @@ class Shell:
         store = await Store.open(settings.db_path, defaults=GuildSettings(threshold=settings.threshold))
         worker = InferenceWorker(classifier, max_batch=settings.max_batch,
                                  torch_threads=settings.inference_threads).start()
-        return cls(settings, classifier, store, worker, **options)
+        return cls(settings, store, worker, **options)
+
+    @property
+    def classifier(self) -> Any:
+        return self.worker.classifier
 
     async def close(self) -> None:
         """Stop a running fine-tune, then the worker, then the store (which flushes its predictions)."""
-        if self.job is not None and self.job.running:
-            self.job.cancel()
+        run = self.services.retraining.running
+        if run is not None and run.running:
+            run.cancel()
         try:
             await self.worker.close()
         finally:
@@ -265,9 +193,9 @@ class Shell:
             if line is None:
                 if prompt:
                     self.say("")
-                return EXIT_OK
+                return 0
             if not await self.handle(line):
-                return EXIT_OK
+                return 0
 
     async def handle(self, line: str) -> bool:
         """Do one line; False when the shell should end. Errors become one ``error:`` line."""
@@ -284,11 +212,9 @@ class Shell:
             name, _, rest = text[1:].partition(" ")
             command = self.COMMANDS.get(name.lower())
             if command is None:
-                raise ShellError(f"unknown command /{name}: /help lists the commands")
+                raise Refusal(f"unknown command /{name}: /help lists the commands")
             return await command(self, rest.strip()) is not False
-        except ShellError as exc:
-            self.say(f"error: {exc}")
-        except (StoreError, WorkerClosed, OSError) as exc:
+        except (Refusal, StoreError, WorkerClosed, OSError) as exc:
             self.say(f"error: {exc}")
         return True
 
@@ -299,16 +225,15 @@ class Shell:
         return message_id
 
     async def message(self, text: str) -> None:
-        from bot.store import PredictionRow
-
-        prediction = await self.worker.classify(text)
         message_id = self._next_message_id()
-        await self.store.record_prediction(PredictionRow(
+        tagged = await self.services.tagging.tag(IncomingMessage(
             guild_id=SHELL_GUILD_ID, channel_id=SHELL_CHANNEL_ID, message_id=message_id, author_id=SHELL_USER_ID,
-            label=prediction.label, probability=prediction.score, model_version=prediction.version,
-            created_at=time.time()))
+            text=text), always_classify=True)
+        if tagged is None:
+            raise Refusal("the model could not classify that (see the log)")
+        prediction = tagged.prediction
         self.last = ShellMessage(message_id, text, prediction.label, prediction.version)
-        self.say(*prediction_lines(prediction))
+        self.say(*render.prediction_lines(prediction, render.PLAIN))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -320,128 +245,51 @@ class Shell:
         return False
 
     async def cmd_labels(self, rest: str) -> None:
-        from model.labels import emoji_for
-
-        self.say("labels: " + ", ".join(f"{emoji_for(lb)} {lb}" for lb in self.worker.classifier.labels))
+        self.say("labels: " + ", ".join(f"{emoji_for(lb)} {lb}" for lb in self.classifier.labels))
 
     async def cmd_correct(self, rest: str) -> None:
-        from bot.cogs.feedback import resolve_label
-        from bot.errors import UserError
-        from bot.store import Correction
-        from model.labels import emoji_for
-
         if not rest:
-            raise ShellError("say which emotion: /correct LABEL (/labels lists them)")
+            raise Refusal("say which emotion: /correct LABEL (/labels lists them)")
         if self.last is None:
-            raise ShellError("nothing to correct yet: type a message first")
-        try:
-            label = resolve_label(rest, self.worker.classifier.labels)
-        except UserError as exc:
-            raise ShellError(plain(str(exc))) from None
+            raise Refusal("nothing to correct yet: type a message first")
         last = self.last
-        await self.store.add_correction(Correction(
-            text=last.text, label=label, guild_id=SHELL_GUILD_ID, channel_id=SHELL_CHANNEL_ID, message_id=last.id,
-            author_id=SHELL_USER_ID, corrector_id=SHELL_USER_ID, predicted_label=last.label,
-            model_version=last.version, source="shell", created_at=time.time()))
-        count = await self.store.count_corrections()
-        what = (f"confirmed {emoji_for(label)} {label}" if label == last.label
-                else f"corrected {emoji_for(last.label)} {last.label} → {emoji_for(label)} {label}")
-        self.say(f"{what} for {last.text!r} ({count} correction{'s' if count != 1 else ''} stored)")
+        target = Target(guild_id=SHELL_GUILD_ID, channel_id=SHELL_CHANNEL_ID, message_id=last.id,
+                        author_id=SHELL_USER_ID, text=last.text)
+        outcome = await self.services.correcting.correct(self.actor, target, rest, source="shell", count=True)
+        self.say(f"{last.text!r}: {render.correction(outcome, render.PLAIN)}")
 
     async def cmd_mood(self, rest: str) -> None:
-        from bot.charts import mood_chart
-        from bot.cogs.stats import DEFAULT_DAYS, MAX_DAYS, day_range, span_text, summary
-
         try:
-            days = int(rest) if rest else DEFAULT_DAYS
+            days: Any = int(rest) if rest else DEFAULT_DAYS
         except ValueError:
-            days = 0
-        if not 1 <= days <= MAX_DAYS:
-            raise ShellError(f"/mood takes a number of days from 1 to {MAX_DAYS} (default {DEFAULT_DAYS}), "
-                             f"not {rest!r}")
-        since, day_list = day_range(days)
-        rows = await self.store.emotion_counts(guild_id=SHELL_GUILD_ID, since=since)
-        period = "today" if days == 1 else f"the last {days} days"
-        png = await asyncio.to_thread(mood_chart, rows, title=f"Mood in the shell, {period}", days=day_list)
-        path = self.chart_path
-        await asyncio.to_thread(_write_bytes, path, png)
-        self.say(f"Mood in the shell, {period} ({span_text(day_list)})",
-                 summary(rows, day_list) if rows else f"No tagged messages in {period}.",
-                 f"chart written to {path}")
+            days = rest
+        report = await self.services.mood.report(MoodScope(SHELL_GUILD_ID), days)
+        png = await self.services.mood.chart(report, f"Mood in the shell, {report.period}")
+        await asyncio.to_thread(_write_bytes, self.chart_path, png)
+        self.say(f"Mood in the shell, {report.period} ({render.span_text(report.days)})",
+                 render.mood_summary(report) if report.rows else f"No tagged messages in {report.period}.",
+                 f"chart written to {self.chart_path}")
 
     async def cmd_retrain(self, rest: str) -> None:
-        from bot.cogs.admin import result_text
-        from model.finetune_config import FinetuneConfig
-        from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
-
         if rest.lower() in ("force", "--force", "true", "yes"):
             force = True
         elif not rest:
             force = False
         else:
-            raise ShellError(f"/retrain takes only 'force', not {rest!r}")
-        examples = await self.store.corrections_for_training()
-        needed = self.settings.min_corrections
-        if len(examples) < needed:
-            raise ShellError(f"only {len(examples)} corrections so far; retraining needs at least {needed} "
-                             "(EMOTION_MIN_CORRECTIONS or --min-corrections). Add some with /correct.")
-        settings = self.settings
-        current = self.worker.classifier
-        config = FinetuneConfig(
-            fallback_base=current.source or settings.model, models_dir=str(settings.models_dir),
-            replay=settings.replay_path or None, replay_ratio=settings.replay_ratio,
-            torch_threads=settings.training_threads, device=settings.device, force=force, **self.training)
-        job = TrainingJob(examples, config)
+            raise Refusal(f"/retrain takes only 'force', not {rest!r}")
+        run = (await self.services.retraining.prepare(self.actor, force=force, overrides=self.training)).start()
+        self.say(f"retraining on {run.examples} corrections" + (" (force)" if force else "")
+                 + (f" + replay from {run.config.replay}" if run.config.replay else "") + "; Ctrl-C cancels")
+        progress = render.TerminalProgress(self.out, self.err)
+        restore = _on_sigint(lambda: run.cancel() and progress.write("cancelling the retrain…"))
         try:
-            job.start()
-        except TrainingBusy as exc:
-            raise ShellError(str(exc)) from None
-        self.job = job
-        self.say(f"retraining on {len(examples)} corrections" + (" (force)" if force else "")
-                 + (f" + replay from {config.replay}" if config.replay else "") + "; Ctrl-C cancels")
-        progress = RetrainProgress(self.out, self.err)
-        restore = _on_sigint(lambda: job.cancel() and progress.write("cancelling the retrain…"))
-        try:
-            async for event in job.events():
+            async for event in run.events():
                 progress(event)
-            result = await job.result()
-        except TrainingCancelled:
-            progress.close()
-            self.say(f"retrain cancelled; nothing was deployed, still using {current.version}")
-            return
-        except TrainingFailed as exc:
-            progress.close()
-            log.debug("training traceback:\n%s", exc.details)
-            raise ShellError(f"{exc}; still using {current.version}") from None
+            outcome = await run.finish()
         finally:
             restore()
             progress.close()
-            self.job = None
-        self.say(*plain(result_text(result)).splitlines())
-        if result.deployed:
-            await self.deploy(result)
-
-    async def deploy(self, result: Any) -> None:
-        """Load the new version off the loop, swap it into the worker, note it in the store (as the bot does)."""
-        from model.classifier import Classifier, ModelLoadError
-
-        settings = self.settings
-        try:
-            classifier = await asyncio.to_thread(Classifier.load, result.path, device=settings.device,
-                                                 quantize=settings.quantize, version=result.version)
-        except ModelLoadError as exc:
-            raise ShellError(f"{result.version} was saved but could not be loaded ({exc}); "
-                             "still serving the old model") from None
-        self.worker.swap(classifier)
-        self.classifier = classifier
-        try:
-            await self.store.add_model_version(
-                result.version, result.path, parent=result.parent, base=result.base,
-                metrics={"before": result.before, "after": result.after}, examples=result.examples,
-                make_current=True)
-        except Exception as exc:  # noqa: BLE001 - the registry on disk is the source of truth
-            log.warning("could not record %s in the database: %s", result.version, exc)
-        self.say(f"now tagging with {result.version}")
+        self.say(*render.retrain_outcome(outcome, render.PLAIN).splitlines())
 
     COMMANDS: dict[str, Callable[..., Any]] = {
         "help": cmd_help, "?": cmd_help, "quit": cmd_quit, "exit": cmd_quit, "labels": cmd_labels,
@@ -469,151 +317,3 @@ def _on_sigint(callback: Callable[[], Any]) -> Callable[[], None]:
             signal.signal(signal.SIGINT, previous)
 
     return restore
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="MODEL",
-                   help="hub id or local folder used while the models folder has no current version "
-                        "(default: EMOTION_MODEL)")
-    p.add_argument("--models-dir", metavar="PATH",
-                   help="model versions folder: its current version is served, /retrain saves there "
-                        "(default: EMOTION_MODELS_DIR)")
-    p.add_argument("--db", metavar="PATH", help="database file (default: EMOTION_DB)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: EMOTION_DEVICE)")
-    p.add_argument("--out", metavar="PATH",
-                   help="where /mood writes its PNG chart (default: mood.png beside the database)")
-    p.add_argument("--min-corrections", type=int, metavar="N",
-                   help="corrections /retrain needs before it trains (default: EMOTION_MIN_CORRECTIONS)")
-    p.add_argument("--epochs", type=float,
-                   help="/retrain: passes over the data (default: EMOTION_FINETUNE_EPOCHS or 5)")
-    p.add_argument("--lr", type=float, help="/retrain: learning rate (default: EMOTION_FINETUNE_LR or 3e-5)")
-    p.add_argument("--batch-size", type=int, metavar="N",
-                   help="/retrain: examples per step (default: EMOTION_FINETUNE_BATCH_SIZE or 16)")
-
-
-DESCRIPTION = ("A terminal playground that behaves like one Discord channel, with the bot's database, model "
-               "and fine-tuning: type a message to see its emoji and top 3 emotions; /correct LABEL, "
-               "/retrain [force], /mood [DAYS], /help, /quit. Reads stdin line by line, so input can be piped.")
-
-
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``shell`` on the CLI's subparsers; it sets ``func``."""
-    p = subparsers.add_parser("shell", help="try the bot in the terminal: tag, correct, retrain, chart",
-                              description=DESCRIPTION)
-    _add_options(p)
-    p.set_defaults(func=run_shell)
-
-
-def _fail(message: str) -> int:
-    print(f"emotion-machine: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Path]:
-    """Settings with the options applied, the classifier, the training knobs and the chart path.
-
-    Raises ShellError (bad option), SettingsError, ModelLoadError or RegistryError.
-    """
-    from bot.client import load_classifier
-    from bot.settings import load_settings
-
-    settings = load_settings()
-    changes: dict[str, Any] = {}
-    for option, name in (("model", "model"), ("models_dir", "models_dir"), ("db", "db_path"),
-                         ("device", "device"), ("min_corrections", "min_corrections")):
-        value = getattr(args, option, None)
-        if value is not None:
-            changes[name] = Path(value) if name in ("models_dir", "db_path") else value
-    if changes.get("min_corrections", 1) < 1:
-        raise ShellError("--min-corrections must be at least 1")
-    settings = dataclasses.replace(settings, **changes)
-
-    training: dict[str, Any] = {}
-    for option, setting, knob in (("epochs", "finetune_epochs", "epochs"), ("lr", "finetune_lr", "learning_rate"),
-                                  ("batch_size", "finetune_batch_size", "batch_size")):
-        value = getattr(args, option, None)
-        if value is None:
-            value = getattr(settings, setting)
-        if value is not None:
-            if not value > 0:
-                raise ShellError(f"--{option.replace('_', '-')} must be greater than 0, not {value}")
-            training[knob] = value
-
-    db = str(settings.db_path)
-    if args.out:
-        chart = Path(args.out)
-    elif db == ":memory:" or db.startswith("file:"):
-        chart = Path("mood.png")
-    else:
-        chart = Path(db).parent / "mood.png"
-    classifier = load_classifier(settings)
-    return settings, classifier, training, chart
-
-
-def run_shell(args: argparse.Namespace, *, stdin: IO[str] | None = None, stdout: IO[str] | None = None,
-              stderr: IO[str] | None = None) -> int:
-    """The ``shell`` command: 0 on /quit or end of input, 2 when it cannot start (one ``error:`` line)."""
-    from bot.settings import SettingsError
-    from bot.store import StoreError
-    from model.classifier import ModelLoadError
-    from model.registry import RegistryError
-
-    stdin = stdin or sys.stdin
-    out, err = stdout or sys.stdout, stderr or sys.stderr
-    for stream in (out, err):
-        try:
-            stream.reconfigure(errors="replace")  # an emoji must never crash a terminal without UTF-8
-        except (AttributeError, ValueError):
-            pass
-    try:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar between the lines
-    except Exception:  # noqa: BLE001 - cosmetic
-        pass
-    try:
-        settings, classifier, training, chart = _prepare(args)
-    except (ShellError, SettingsError, ModelLoadError, RegistryError) as exc:
-        return _fail(str(exc))
-    try:
-        prompt = stdin.isatty()
-    except (AttributeError, ValueError):
-        prompt = False
-
-    async def go() -> int:
-        try:
-            shell = await Shell.open(settings, classifier, out=out, err=err, chart_path=chart, training=training)
-        except StoreError as exc:
-            return _fail(str(exc))
-        try:
-            return await shell.run(LineReader(stdin).start(), prompt=prompt)
-        finally:
-            await shell.close()
-
-    return asyncio.run(go())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emotion-machine shell", description=DESCRIPTION)
-    _add_options(parser)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bot.shell``: the same as ``emotion-machine shell``."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
-    from bot.cli import setup_logging
-
-    setup_logging(os.environ.get("EMOTION_LOG_LEVEL", "WARNING").upper())
-    try:
-        return run_shell(args)
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

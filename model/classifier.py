@@ -16,12 +16,11 @@ from typing import Sequence
 
 import torch
 
+from model.defaults import DEFAULT_MODEL, MAX_LENGTH  # noqa: F401 - DEFAULT_MODEL re-exported for older callers
 from model.labels import labels_from_config
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "boltuix/bert-emotion"
-MAX_LENGTH = 64
 
 
 class ModelLoadError(RuntimeError):

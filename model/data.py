@@ -4,10 +4,12 @@ Every source (users' corrections, CSV, JSONL, the GoEmotions folder or its hub c
 as label *names*, not ids, so data can be checked against, and mapped onto, whichever model
 is being trained: ids belong to a model's ``config.id2label``, names are shared.
 
-GoEmotions is multi-label; this project trains single-label models. A GoEmotions row is kept
-when its labels, after mapping to the target set, name exactly one label (``joy,amusement``
-→ ``happiness`` in seed13 is kept); rows whose labels map to several different targets, or
-to none, are dropped: 87% of the rater-agreement train split survives with ``seed13``.
+GoEmotions is multi-label. For a single-label model a GoEmotions row is kept when its labels,
+after mapping to the target set, name exactly one label (``joy,amusement`` → ``happiness`` in
+seed13 is kept); rows whose labels map to several different targets, or to none, are dropped:
+87% of the rater-agreement train split survives with ``seed13``. :func:`load_rows` is the
+shape ``train`` and ``eval`` use (``text`` + a list of ``labels``), which keeps every label
+of a row for a multi-label model.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-from datasets import Dataset, Features, Value, concatenate_datasets
+import numpy as np
+from datasets import Dataset, Features, Sequence as SequenceFeature, Value, concatenate_datasets
 
 from model.labels import LABEL_SETS, map_label
 
 log = logging.getLogger(__name__)
 
 FEATURES = Features({"text": Value("string"), "label": Value("string")})
+#: :func:`load_rows`' shape: the text and its label names (one for single-label).
+ROW_FEATURES = Features({"text": Value("string"), "labels": SequenceFeature(Value("string"))})
 
 #: The hub copy of the GoEmotions split in ``../shared/data/goemotions`` (needs internet).
 GOEMOTIONS_HUB_ID = "google-research-datasets/go_emotions"
@@ -67,6 +72,21 @@ def _clean(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _collect(rows: Iterable[tuple[str, object, object]]) -> Dataset:
+    """(where, text, label) per row → Dataset; a missing, blank or non-string text or label names its line."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for where, raw_text, raw_label in rows:
+        text, label = _clean(raw_text), _clean(raw_label)
+        if not text or not label:
+            what, raw = ("text", raw_text) if not text else ("label", raw_label)
+            kind = " (not a string)" if raw is not None and not isinstance(raw, str) else ""
+            raise DataError(f"{where}: empty or missing {what}{kind}")
+        texts.append(text)
+        labels.append(label)
+    return _dataset(texts, labels)
+
+
 def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
@@ -80,8 +100,6 @@ def _existing_file(path: str | os.PathLike) -> Path:
 def load_csv(path: str | os.PathLike) -> Dataset:
     """A CSV with a header naming ``text`` and ``label`` columns (others are ignored)."""
     path = _existing_file(path)
-    texts: list[str] = []
-    labels: list[str] = []
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
@@ -89,40 +107,29 @@ def load_csv(path: str | os.PathLike) -> Dataset:
             raise DataError(f"{path}:1: the header must name the columns 'text' and 'label' (found {reader.fieldnames})")
         reader.fieldnames = header
         try:
-            for row in reader:
-                text, label = _clean(row.get("text")), _clean(row.get("label"))
-                if not text or not label:
-                    what = "text" if not text else "label"
-                    raise DataError(f"{path}:{reader.line_num}: empty or missing {what}")
-                texts.append(text)
-                labels.append(label)
+            return _collect((f"{path}:{reader.line_num}", row.get("text"), row.get("label")) for row in reader)
         except csv.Error as exc:
             raise DataError(f"{path}:{reader.line_num}: {exc}") from None
-    return _dataset(texts, labels)
 
 
 def load_jsonl(path: str | os.PathLike) -> Dataset:
     """One JSON object per line with string ``text`` and ``label``; blank lines are skipped."""
     path = _existing_file(path)
-    texts: list[str] = []
-    labels: list[str] = []
     with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{line_no}: expected an object with 'text' and 'label'")
-            text, label = _clean(row.get("text")), _clean(row.get("label"))
-            if not text or not label:
-                what = "text" if not text else "label"
-                raise DataError(f"{path}:{line_no}: missing or empty string {what!r}")
-            texts.append(text)
-            labels.append(label)
-    return _dataset(texts, labels)
+        return _collect(_jsonl_rows(path, f))
+
+
+def _jsonl_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[str, object, object]]:
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{line_no}: expected an object with 'text' and 'label'")
+        yield f"{path}:{line_no}", row.get("text"), row.get("label")
 
 
 # --------------------------------------------------------------------------- GoEmotions
@@ -190,18 +197,26 @@ def load_goemotions(folder: str | os.PathLike, split: str = "train", *, target: 
     return _single_label_rows(goemotions_rows(folder, split), target, f"{folder}/{split}.tsv")
 
 
-def _single_label_rows(rows: Iterable[tuple[str, list[str]]], target: str, where: str) -> Dataset:
+def _mapped_rows(rows: Iterable[tuple[str, list[str]]], mapped: Callable[[list[str]], object],
+                 where: str, dropped_why: str) -> tuple[list[str], list]:
+    """(texts, mapped labels) of the rows whose ``mapped(label names)`` is not empty; logs what was dropped."""
     texts: list[str] = []
-    labels: list[str] = []
+    labels: list = []
     dropped = 0
     for text, row_names in rows:
-        label = _single_label(row_names, target)
-        if label is None:
+        value = mapped(row_names)
+        if not value:
             dropped += 1
             continue
         texts.append(text)
-        labels.append(label)
-    log.info("%s: %d rows kept, %d dropped (not exactly one %s label)", where, len(texts), dropped, target)
+        labels.append(value)
+    log.info("%s: %d rows kept, %d dropped (%s)", where, len(texts), dropped, dropped_why)
+    return texts, labels
+
+
+def _single_label_rows(rows: Iterable[tuple[str, list[str]]], target: str, where: str) -> Dataset:
+    texts, labels = _mapped_rows(rows, lambda names: _single_label(names, target), where,
+                                 f"not exactly one {target} label")
     return _dataset(texts, labels)
 
 
@@ -294,3 +309,60 @@ def concat(parts: Sequence[Dataset]) -> Dataset:
     """Concatenate text/label datasets, skipping empty ones."""
     parts = [p for p in parts if len(p)]
     return concatenate_datasets(parts) if parts else _dataset([], [])
+
+
+# --------------------------------------------------------------------------- rows with every label (train, eval)
+
+
+def _rows(texts: list[str], labels: list[list[str]]) -> Dataset:
+    return Dataset.from_dict({"text": texts, "labels": labels}, features=ROW_FEATURES)
+
+
+def _file_label(name: str, target: str) -> str:
+    """A file's label name in ``target``: kept when it is in the set, else mapped if it is a GoEmotions name."""
+    if name in LABEL_SETS[target]:
+        return name
+    return (map_label(name, target) if name in LABEL_SETS["goemotions"] else None) or name
+
+
+def load_rows(source: str, split: str, target: str, *, multi_label: bool) -> Dataset:
+    """``text`` + ``labels`` (label names in ``target``) from any source :func:`load_examples` reads.
+
+    Multi-label: a GoEmotions row keeps all its labels, mapped and deduplicated in target order;
+    a CSV/JSONL label may name several, comma-separated. Single-label: the rows
+    :func:`load_examples` keeps (exactly one target label). Labels outside ``target`` are
+    refused with their counts.
+    """
+    _check_target(target)
+    order = {lb: i for i, lb in enumerate(LABEL_SETS[target])}
+    goemotions = has_split(source, split) or is_hub_source(str(source))
+    if multi_label and goemotions:
+        hub = is_hub_source(str(source))
+        raw = goemotions_hub_rows(split) if hub else goemotions_rows(source, split)
+        texts, labels = _mapped_rows(
+            raw, lambda names: sorted({m for m in (map_label(n, target) for n in names) if m is not None}, key=order.get),
+            f"{source} ({split})", f"no {target} label")
+        ds = _rows(texts, labels)
+    elif goemotions or not multi_label:
+        flat = load_examples(source, split=split, target=target)
+        ds = _rows(list(flat["text"]), [[_file_label(lb, target)] for lb in flat["label"]])
+    else:
+        flat = load_examples(source, split=split, target=target)
+        labels = [sorted({_file_label(p.strip(), target) for p in lb.split(",") if p.strip()},
+                         key=lambda x: order.get(x, len(order))) for lb in flat["label"]]
+        ds = _rows(list(flat["text"]), labels)
+    check_labels(Dataset.from_dict({"label": [lb for row in ds["labels"] for lb in row]}),
+                 LABEL_SETS[target], what=f"{source} ({split})")
+    if len(ds) == 0:
+        raise DataError(f"{source} ({split}): no usable rows for the {target} labels")
+    return ds
+
+
+def multi_hot(rows: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
+    """(rows × labels) float32 0/1 matrix: the targets of BCE, and the gold of multi-label scores."""
+    index = {lb: i for i, lb in enumerate(labels)}
+    out = np.zeros((len(rows), len(labels)), dtype=np.float32)
+    for r, names in enumerate(rows):
+        for name in names:
+            out[r, index[name]] = 1.0
+    return out

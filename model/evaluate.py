@@ -1,7 +1,7 @@
 """Measure a model on a labelled split (``emotion-machine eval``): figures, report files, thresholds.
 
 Straight-line steps, in the order :func:`run` calls them: load the model → load the split with
-labels mapped onto the model's set → probabilities (Trainer.predict, as finetune does) → for a
+labels mapped onto the model's set → probabilities (Trainer.predict, as train does) → for a
 multi-label model, per-label thresholds tuned on the dev split (maximum F1 per label over a
 grid) and saved into the model's ``config.label_thresholds``, which :class:`Classifier` applies
 → scores (accuracy, macro-F1; micro-F1 for multi-label; per-label precision/recall/F1) →
@@ -25,15 +25,21 @@ from typing import Any, Sequence
 import numpy as np
 from datasets import Dataset
 
-from model import data, finetune
-from model.finetune import FinetuneConfig
+from model import data
+from model.data import load_rows, multi_hot
+from model.defaults import TrainerKnobs, option
+from model.hf import predict_logits, prepare_run
 from model.labels import GOEMOTIONS, LABEL_SETS, MAPPINGS
-from model.train import load_rows, multi_hot
+from model.metrics import (
+    above_thresholds,
+    multi_label_scores,
+    probabilities,
+    single_label_scores,
+    tune_thresholds,
+)
 
 log = logging.getLogger(__name__)
 
-#: Candidate thresholds for tuning: 0.01 … 0.99.
-GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 NONE_COLUMN = "(none)"
 
 
@@ -45,25 +51,25 @@ class EvalError(RuntimeError):
 class EvalConfig:
     """Every knob of ``emotion-machine eval``."""
 
-    model: str
-    data: str
-    split: str = "test"
-    #: How GoEmotions labels map onto the model's: goemotions, ekman, seed13; None: from the model's labels.
-    labels: str | None = None
-    #: Also score probabilities grouped into this set (``ekman``), for a 28-label GoEmotions model.
-    group: str | None = None
-    #: How member probabilities combine into a group's: max or noisy-or.
-    group_how: str = "max"
-    #: tune: thresholds tuned on dev (and saved with the model); stored: the model's own (0.5 where none).
-    thresholds: str = "tune"
-    save_thresholds: bool = True
-    #: Folder for report.json, report.txt, confusion.png, confusion.txt; None: data/eval/<model>-<split>.
-    out: str | None = None
-    batch_size: int = 128
-    max_length: int = 64
-    #: > 0 scores only the first N rows (smoke runs).
-    limit: int = 0
-    device: str = "auto"
+    model: str = option(None, "model folder (a registry version folder) or hub id", required=True)
+    data: str = option(None, "GoEmotions folder, the hub name, a .csv or a .jsonl", required=True)
+    split: str = option("test", "split of a GoEmotions source")
+    labels: str | None = option(None, "how GoEmotions labels map onto the model's: goemotions, ekman, seed13 "
+                                      "(default: from the model's labels)", choices=sorted(LABEL_SETS))
+    group: str | None = option(None, "also score a 28-label GoEmotions model's probabilities grouped into this "
+                                     "set (max over members)", choices=sorted(MAPPINGS))
+    group_how: str = option("max", "how member probabilities combine into a group's", choices=["max", "noisy-or"])
+    thresholds: str = option("tune", "multi-label: tune per-label thresholds on dev (and save them with the model), "
+                                     "or use the stored ones (0.5 where none)", choices=["tune", "stored"])
+    save_thresholds: bool = option(True, "write tuned thresholds into the model's config (--no-save-thresholds: "
+                                         "don't)")
+    out: str | None = option(None, "report folder for report.json, report.txt, confusion.png, confusion.txt "
+                                   "(default: data/eval/<model>-<split>)")
+    batch_size: int = option(128, "examples per inference batch")
+    max_length: int = option(64, "tokens per text")
+    limit: int = option(0, "> 0 scores only the first N rows (smoke runs)")
+    torch_threads: int | None = option(None, "torch threads (default: every core)", aliases=["--threads"])
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda")
 
 
 # --------------------------------------------------------------------------- predictions
@@ -73,43 +79,12 @@ def predict_probabilities(model, tokenizer, texts: Sequence[str], batch_size: in
                           workdir: str, *, device: str = "auto") -> np.ndarray:
     """(rows × labels) probabilities: sigmoid for a multi-label model, softmax otherwise.
 
-    Trainer.predict (finetune's Trainer, group_by_length off so rows keep their order) batches
-    with dynamic padding and uses CUDA + bf16/fp16 where present.
+    Trainer.predict (:func:`model.hf.predict_logits`: rows in order) batches with dynamic
+    padding and uses CUDA + bf16/fp16 where present.
     """
-    config = FinetuneConfig(eval_batch_size=batch_size, max_length=max_length, group_by_length=False, device=device)
-    trainer = finetune.make_trainer(model, tokenizer, config, workdir)
-    ds = finetune.tokenize(Dataset.from_dict({"text": list(texts)}), tokenizer, max_length=max_length)
-    out = trainer.predict(ds)
-    logits = np.asarray(out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions, dtype=np.float32)
-    if getattr(model.config, "problem_type", None) == "multi_label_classification":
-        return 1.0 / (1.0 + np.exp(-logits))
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def tune_thresholds(probs: np.ndarray, gold: np.ndarray, labels: Sequence[str],
-                    grid: np.ndarray = GRID) -> dict[str, float]:
-    """Per label, the grid threshold with the best F1 on (probs, gold); ties go to the one nearest 0.5.
-
-    A label with no positive row gets 0.5: nothing to tune it on.
-    """
-    gold = gold.astype(bool)
-    f1 = np.zeros((len(grid), len(labels)))
-    for g, t in enumerate(grid):
-        pred = probs >= t
-        tp = (pred & gold).sum(0)
-        fp = (pred & ~gold).sum(0)
-        fn = (~pred & gold).sum(0)
-        f1[g] = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-    out: dict[str, float] = {}
-    for j, label in enumerate(labels):
-        if not gold[:, j].any():
-            out[label] = 0.5
-            continue
-        best = np.flatnonzero(f1[:, j] >= f1[:, j].max() - 1e-12)
-        out[label] = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
-    return out
+    knobs = TrainerKnobs(eval_batch_size=batch_size, max_length=max_length, device=device)
+    logits = predict_logits(model, tokenizer, texts, knobs, workdir)
+    return probabilities(logits, getattr(model.config, "problem_type", None) == "multi_label_classification")
 
 
 def group_probabilities(probs: np.ndarray, labels: Sequence[str], group: str,
@@ -136,37 +111,6 @@ def group_rows(rows: Sequence[Sequence[str]], group: str) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------- scores
-
-
-def single_label_scores(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy and macro-F1 over the labels present in ``gold`` (finetune.metrics), plus per-label figures."""
-    from sklearn.metrics import classification_report
-
-    present = [lb for lb in labels if lb in set(gold)]
-    report = classification_report(gold, predicted, labels=present, output_dict=True, zero_division=0)
-    per_label = {lb: {"precision": round(report[lb]["precision"], 4), "recall": round(report[lb]["recall"], 4),
-                      "f1": round(report[lb]["f1-score"], 4), "support": int(report[lb]["support"])} for lb in present}
-    scores = {k: round(v, 4) for k, v in finetune.metrics(gold, predicted).items()}
-    return {**scores, "labels_scored": len(present), "per_label": per_label}
-
-
-def multi_label_scores(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Subset accuracy, micro-F1 and macro-F1 (over labels with a positive row in ``gold``), per-label figures."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
-    gold = gold.astype(int)
-    predicted = predicted.astype(int)
-    present = [j for j in range(len(labels)) if gold[:, j].any()]
-    p, r, f, s = precision_recall_fscore_support(gold, predicted, average=None, zero_division=0)
-    per_label = {labels[j]: {"precision": round(float(p[j]), 4), "recall": round(float(r[j]), 4),
-                             "f1": round(float(f[j]), 4), "support": int(s[j])} for j in present}
-    return {
-        "accuracy": round(float(accuracy_score(gold, predicted)), 4),  # exact match of the whole label set
-        "micro_f1": round(float(f1_score(gold, predicted, average="micro", zero_division=0)), 4),
-        "macro_f1": round(float(np.mean(f[present])) if present else 0.0, 4),
-        "labels_scored": len(present),
-        "per_label": per_label,
-    }
 
 
 def confusion_single(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -261,8 +205,7 @@ def _score(probs: np.ndarray, rows: list[list[str]], labels: list[str], multi_la
     """(scores, confusion matrix, its row labels, its column labels) for these probabilities."""
     if multi_label:
         gold = multi_hot(rows, labels)
-        cut = np.array([(thresholds or {}).get(lb, 0.5) for lb in labels], dtype=np.float32)
-        predicted = probs >= cut
+        predicted = above_thresholds(probs, thresholds, labels)
         return multi_label_scores(gold, predicted, labels), confusion_multi(gold, predicted), labels, [*labels, NONE_COLUMN]
     gold_names = [names[0] for names in rows]
     predicted_names = [labels[i] for i in probs.argmax(-1)]
@@ -275,6 +218,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
     from model.classifier import Classifier
 
     started = time.monotonic()
+    prepare_run(TrainerKnobs(torch_threads=config.torch_threads))
     if config.thresholds not in ("tune", "stored"):
         raise EvalError(f"thresholds must be 'tune' or 'stored', not {config.thresholds!r}")
 

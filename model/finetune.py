@@ -19,33 +19,25 @@ import re
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-import torch
 from datasets import Dataset
-from sklearn.metrics import accuracy_score, f1_score
-from transformers import (
-    DataCollatorWithPadding,
-    PrinterCallback,
-    ProgressCallback,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import TrainerCallback
 
 from model import data
 from model.classifier import Classifier
 from model.finetune_config import FinetuneConfig, FinetuneResult
-from model.losses import LossError, LossFn, LossTrainer, default_loss, make_loss
+from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
+from model.losses import LossError, default_loss, make_loss
+from model.metrics import accuracy_macro_f1
+from model.progress import EventSink, TrainingEvent
 from model.registry import META_FILE, Registry
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
 #: Two metrics closer than this count as equal (float noise must not decide a deploy).
 _EPS = 1e-9
 
@@ -136,143 +128,12 @@ def load_replay(config: FinetuneConfig, labels: Sequence[str]) -> tuple[Dataset,
     return pool, validation
 
 
-def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int] | None = None,
-             multi_label: bool = False) -> Dataset:
-    """Token ids truncated to ``max_length`` and left unpadded (the collator pads per batch).
-
-    With ``label2id`` a ``labels`` column is added (training): class ids, or for a multi-label
-    model one-hot float rows (a correction names one label; BCE needs a target per label).
-    Without, text only (prediction).
-    """
-    def encode(batch: dict) -> dict:
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        if label2id is not None:
-            ids = [label2id[lb] for lb in batch["label"]]
-            if multi_label:
-                out["labels"] = [[1.0 if j == i else 0.0 for j in range(len(label2id))] for i in ids]
-            else:
-                out["labels"] = ids
-        return out
-
-    return ds.map(encode, batched=True, remove_columns=ds.column_names)
-
-
-def training_arguments(config: FinetuneConfig, output_dir: str, **overrides: Any) -> TrainingArguments:
-    """TrainingArguments for this machine: CUDA + bf16/fp16 when present, no checkpoints, no trackers.
-
-    ``overrides`` replace any argument (``train --eval-every`` turns on evaluation and checkpoints).
-    """
-    cuda = torch.cuda.is_available() and (config.device == "auto" or config.device.startswith("cuda"))
-    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
-    arguments: dict[str, Any] = dict(
-        output_dir=output_dir,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps and config.max_steps > 0 else -1,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup,
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=not cuda,
-        bf16=bf16,
-        fp16=bool(cuda and not bf16),
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="steps",
-        logging_steps=1,
-        report_to=[],
-        disable_tqdm=config.disable_tqdm,
-        dataloader_pin_memory=cuda,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-    )
-    return TrainingArguments(**{**arguments, **overrides})
-
-
-class _QuietProgress(ProgressCallback):
-    """The tqdm bar without a printed line per log (we log every step for the loss)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        return None
-
-
-class ProgressEvents(TrainerCallback):
-    """Turns Trainer steps into ``{"event": "progress", …}`` dicts and honours ``should_stop``."""
-
-    def __init__(self, emit: Callable[[Event], None], should_stop: Callable[[], bool] | None = None,
-                 interval: float = 0.5) -> None:
-        self.emit = emit
-        self.should_stop = should_stop
-        self.interval = interval
-        self.loss: float | None = None
-        self._t0 = time.monotonic()
-        self._last = 0.0
-
-    def _check(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise FinetuneCancelled("training was cancelled")
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._t0 = time.monotonic()
-        self._check()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_prediction_step(self, args, state, control, **kwargs):
-        self._check()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
-            return
-        self.loss = float(logs["loss"])
-        now = time.monotonic()
-        step, total = state.global_step, state.max_steps
-        if step == total or step == 1 or now - self._last >= self.interval:
-            self._last = now
-            elapsed = now - self._t0
-            eta = elapsed / step * (total - step) if step else None
-            self.emit({"event": "progress", "epoch": round(float(state.epoch or 0.0), 3), "step": step,
-                       "max_steps": total, "loss": round(self.loss, 5), "eta_s": None if eta is None else round(eta, 1)})
-
-
-def make_trainer(model, tokenizer, config: FinetuneConfig, output_dir: str, *, train: Dataset | None = None,
-                 callbacks: Sequence[TrainerCallback] = (), loss_fn: LossFn | None = None) -> Trainer:
-    """A Trainer with dynamic padding and our quiet progress handling (the benchmark uses it too).
-
-    ``loss_fn`` replaces the model's built-in loss (see :mod:`model.losses`).
-    """
-    common = dict(model=model, args=training_arguments(config, output_dir), train_dataset=train,
-                  data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                  callbacks=list(callbacks))
-    trainer = Trainer(**common) if loss_fn is None else LossTrainer(**common, loss_fn=loss_fn)
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_QuietProgress)
-    return trainer
-
-
-def metrics(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the labels present in ``gold`` (by name, so any two models compare)."""
-    present = sorted(set(gold))
-    return {"accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, labels=present, average="macro", zero_division=0))}
-
-
 def predict_labels(model, tokenizer, ds: Dataset, config: FinetuneConfig, output_dir: str,
                    callbacks: Sequence[TrainerCallback] = ()) -> list[str]:
-    """Label names the model predicts for ``ds["text"]``, in order (batched by Trainer.predict).
-
-    group_by_length is switched off here: with it, Trainer also length-sorts the *eval*
-    sampler, and ``predict`` then returns rows in that shuffled order.
-    """
-    config = replace(config, group_by_length=False)
-    trainer = make_trainer(model, tokenizer, config, output_dir, callbacks=callbacks)
-    out = trainer.predict(tokenize(ds, tokenizer, max_length=config.max_length))
-    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    """Label names the model predicts for ``ds["text"]``, in order (the top label: what the gate compares)."""
+    logits = predict_logits(model, tokenizer, ds["text"], config, output_dir, callbacks)
     id2label = model.config.id2label
-    return [id2label[int(i)] for i in np.asarray(logits).argmax(-1)]
+    return [id2label[int(i)] for i in logits.argmax(-1)]
 
 
 def evaluate(model, tokenizer, eval_sets: dict[str, Dataset], config: FinetuneConfig, output_dir: str,
@@ -283,7 +144,7 @@ def evaluate(model, tokenizer, eval_sets: dict[str, Dataset], config: FinetuneCo
     """
     out: dict[str, Any] = {}
     for i, (name, ds) in enumerate(eval_sets.items()):
-        scores = metrics(ds["label"], predict_labels(model, tokenizer, ds, config, output_dir, callbacks))
+        scores = accuracy_macro_f1(ds["label"], predict_labels(model, tokenizer, ds, config, output_dir, callbacks))
         prefix = "" if i == 0 else f"{name}_"
         out.update({f"{prefix}{k}": round(v, 6) for k, v in scores.items()})
         out[f"{prefix}examples"] = len(ds)
@@ -340,12 +201,13 @@ def base_loss(base: str, labels: Sequence[str], multi_label: bool) -> tuple[str,
 
 
 def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | None = None, *,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: EventSink | None = None,
         should_stop: Callable[[], bool] | None = None) -> FinetuneResult:
     """Fine-tune on ``examples`` (``(text, label)`` corrections) and maybe deploy; see the module docstring.
 
-    ``on_event`` receives stage and progress dicts; ``should_stop`` is polled every step and
-    raises :class:`FinetuneCancelled` before anything is deployed.
+    ``on_event`` receives :class:`~model.progress.TrainingEvent` s (stages and steps);
+    ``should_stop`` is polled every step and raises :class:`FinetuneCancelled` before anything
+    is deployed.
     """
     config = config or FinetuneConfig()
     emit = on_event or (lambda event: None)
@@ -355,15 +217,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         if should_stop is not None and should_stop():
             raise FinetuneCancelled("training was cancelled")
 
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
-    if config.disable_tqdm:  # the caller shows progress from the events instead
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-    set_seed(config.seed)
+    prepare_run(config)
     registry = Registry(config.models_dir)
 
     # 1. base model and its labels
@@ -409,10 +263,10 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
             seconds=round(time.monotonic() - started, 2), **summary)
 
     with tempfile.TemporaryDirectory(prefix="emotion-finetune-") as workdir:
-        progress = ProgressEvents(emit, should_stop, config.progress_interval)
+        progress = ProgressEvents(emit, check_stop, config.progress_interval)
 
         # 5. tokenize
-        emit({"event": "stage", "stage": "tokenize"})
+        emit(TrainingEvent.stage_started("tokenize"))
         train_tok = tokenize(train_all, tokenizer, max_length=config.max_length, label2id=label2id,
                              multi_label=multi_label)
         check_stop()
@@ -420,7 +274,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         # 6. the current model on the eval data (before training changes the base in place)
         before: dict[str, Any] = {}
         if eval_sets:
-            emit({"event": "stage", "stage": "evaluate", "model": "current"})
+            emit(TrainingEvent.stage_started("evaluate", "current"))
             if reference == base:
                 before = evaluate(model, tokenizer, eval_sets, config, workdir, [progress])
             else:
@@ -430,7 +284,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         check_stop()
 
         # 7. train
-        emit({"event": "stage", "stage": "train"})
+        emit(TrainingEvent.stage_started("train"))
         trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress],
                                loss_fn=loss_fn)
         train_output = trainer.train()
@@ -440,7 +294,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         # 8. the candidate on the same data
         after: dict[str, Any] = {}
         if eval_sets:
-            emit({"event": "stage", "stage": "evaluate", "model": "candidate"})
+            emit(TrainingEvent.stage_started("evaluate", "candidate"))
             after = evaluate(model, tokenizer, eval_sets, config, workdir, [progress])
         deployed, reason = gate(before, after, force=config.force)
         if multi_label:  # a correction set is too small to re-tune 28 thresholds on; say what the bot will use
@@ -453,7 +307,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         # 9. save (and deploy)
         version = path = None
         if deployed or config.save_refused or not config.deploy:
-            emit({"event": "stage", "stage": "save"})
+            emit(TrainingEvent.stage_started("save"))
             name, tmp = registry.allocate()
             try:
                 model.save_pretrained(tmp)

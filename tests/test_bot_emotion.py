@@ -8,7 +8,8 @@ import discord
 import pytest
 import simcord
 
-from bot.errors import NotManager, UserError
+from bot.permissions import NotManager
+from bot.services import Refusal
 from bot.store import GuildSettings, StoreError
 from model.labels import emoji_for
 from tests.test_bot_tagging import reactions
@@ -114,7 +115,7 @@ async def test_predict_with_only_spaces_asks_for_text(world, caplog):
     env, guild, general, alice, bob, mod = world
     r = await alice.slash(general, "emotion predict", text="   ")
     assert r.ephemeral and r.response.content == "Give me some text to classify."
-    acknowledge(env, UserError)
+    acknowledge(env, Refusal)
     assert logged_failures(caplog) == []  # an expected refusal, not a failure
 
 
@@ -351,7 +352,7 @@ async def test_a_channel_without_tagging_gets_a_clear_message(world, caplog):
     r = await mod.slash(general, "emotion config", channel=general, threshold=0.9)
     assert r.ephemeral
     assert r.response.content == "Say what to do with that channel: set `tagging` to on, off or only."
-    acknowledge(env, UserError)
+    acknowledge(env, Refusal)
     assert logged_failures(caplog) == []  # an expected refusal, not a failure
     # nothing at all was changed, not even the threshold given alongside
     assert await env.bot.store.get_guild_settings(guild.id) == await default_settings(env, guild)

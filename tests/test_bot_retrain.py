@@ -88,8 +88,9 @@ async def test_a_second_retrain_while_one_runs_gets_a_clear_answer(loop_settings
 
         class Running:
             running = True
+            started_by = "someone"
 
-        bot.get_cog("Admin").job, bot.get_cog("Admin").started_by = Running(), "someone"
+        bot.services.retraining.running = Running()
         r = await admin.slash(general, "retrain")
         assert r.ephemeral and "already running" in r.response.content
 

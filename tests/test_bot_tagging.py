@@ -564,13 +564,14 @@ async def test_a_flood_beyond_the_backlog_is_shed_with_one_warning(world, caplog
     import asyncio
 
     env, guild, general, random, alice, mod = world
-    caplog.set_level(logging.WARNING, logger="bot.cogs.tagging")
+    caplog.set_level(logging.WARNING, logger="bot.services.tagging")
     cog = env.bot.get_cog("Tagging")
+    service = env.bot.services.tagging
     sent = [await alice.send(general, f"happy {i}") for i in range(5)]
     flood = [next(m for m in env.bot.cached_messages if m.id == s.id) for s in sent]
     for m in flood:  # start over: the flood arrives while the model is stuck
         await env.bot.store.delete_prediction(m.id)
-    cog.max_backlog = 2
+    service.max_backlog = 2
     original = env.bot.worker.classify
     release = asyncio.Event()
 
@@ -581,13 +582,13 @@ async def test_a_flood_beyond_the_backlog_is_shed_with_one_warning(world, caplog
     env.bot.worker.classify = stuck
     handlers = [asyncio.create_task(cog.on_message(m)) for m in flood]
     await asyncio.sleep(0.05)
-    assert (cog.backlog, cog.shed) == (2, 3)
+    assert (service.backlog, service.shed) == (2, 3)
     release.set()
     await asyncio.gather(*handlers)
     await env.bot.store.flush()
     assert [await tagged(env, m) for m in flood] == [True, True, False, False, False]
-    assert cog.backlog == 0
-    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.cogs.tagging"]
+    assert service.backlog == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bot.services.tagging"]
     assert len(warnings) == 1 and "overloaded" in warnings[0] and "skipped 1 new" in warnings[0]
     env.bot.worker.classify = original
     assert await tagged(env, await alice.send(general, "happy again"))  # back to normal

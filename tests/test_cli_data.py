@@ -46,10 +46,11 @@ def test_finetune_then_models_list_rollback_prune(cli_env, capsys):
     src.write_text("".join(json.dumps({"text": t, "label": lb}) + "\n" for t, lb in ROWS))
     assert main(["import", str(src), "--labels", "seed13"]) == 0
     for _ in range(2):
-        code = main(["finetune", "--force", "--epochs", "2", "--lr", "1e-3", "--batch-size", "4", "--threads", "1"])
+        code = main(["finetune", "--force", "--epochs", "2", "--lr", "1e-3", "--batch-size", "4", "--threads", "1",
+                     "--min-corrections", "6"])
         assert code == 0
     out = capsys.readouterr().out
-    assert "deployed" in out and "saved as v2" in out
+    assert "Deployed v2" in out and "Saved as v2, now current" in out
     registry = Registry(cli_env / "models")
     assert [v.name for v in registry.list()] == ["v1", "v2"] and registry.current_name() == "v2"
 
@@ -67,4 +68,4 @@ def test_finetune_then_models_list_rollback_prune(cli_env, capsys):
 
 def test_finetune_without_corrections_is_a_clear_error(cli_env, capsys):
     assert main(["finetune"]) == 1
-    assert "no corrections" in capsys.readouterr().err
+    assert "Only 0 corrections so far" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from model.classifier import Classifier
 from model.data import DataError
 from model.finetune import FinetuneCancelled, FinetuneConfig, gate, split_holdout
 from model.labels import GOEMOTIONS, SEED13
+from model.progress import TrainingEvent
 from model.registry import Registry
 from tests.tiny import build_tiny_model
 
@@ -46,7 +47,7 @@ def test_learns_corrections_the_base_model_gets_wrong(tmp_path, word_model_dir):
     # a different label for each text, and never the one the random model already says
     targets = [next(lb for lb in SEED13[3 * i:] if lb != p) for i, p in enumerate(before)]
     assert len(set(targets)) == 3 and all(t != p for t, p in zip(targets, before))
-    events: list[dict] = []
+    events: list[TrainingEvent] = []
     result = finetune.run([*zip(texts, targets)] * 4, fast(tmp_path, word_model_dir, force=True),
                           on_event=events.append)
 
@@ -59,11 +60,13 @@ def test_learns_corrections_the_base_model_gets_wrong(tmp_path, word_model_dir):
     assert meta["parent"] is None and meta["base"] == str(word_model_dir)
     assert meta["hyperparameters"]["learning_rate"] == 5e-3 and meta["examples"]["corrections"] == 12
 
-    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert all(isinstance(e, TrainingEvent) for e in events)
+    stages = [e.stage for e in events if e.kind == "stage"]
     assert stages == ["tokenize", "train", "save"]
-    progress = [e for e in events if e["event"] == "progress"]
-    assert progress and progress[-1]["step"] == progress[-1]["max_steps"] == 120
-    assert set(progress[0]) == {"event", "epoch", "step", "max_steps", "loss", "eta_s"}
+    progress = [e for e in events if e.kind == "progress"]
+    assert progress and progress[-1].step == progress[-1].max_steps == 120 and progress[-1].fraction == 1.0
+    assert all(e.stage == "train" and e.loss is not None and e.epoch > 0 for e in progress)
+    assert TrainingEvent.from_dict(progress[0].as_dict()) == progress[0]  # what crosses the job's pipe
 
 
 def test_without_hold_out_or_replay_it_refuses_before_training(tmp_path, word_model_dir):
@@ -179,10 +182,9 @@ def test_should_stop_cancels_before_anything_is_saved(tmp_path, word_model_dir):
 
 
 def test_cli_finetune_from_the_store_then_models_commands(tmp_path, word_model_dir, monkeypatch, capsys):
-    import argparse
     import asyncio
 
-    from bot import cli_train
+    from bot.cli import common, main
     from bot.store import Correction, Store
 
     async def fill(db):
@@ -194,37 +196,32 @@ def test_cli_finetune_from_the_store_then_models_commands(tmp_path, word_model_d
 
     db = tmp_path / "emotion.db"
     asyncio.run(fill(db))
-    for var in ("EMOTION_REPLAY_PATH", "EMOTION_MODELS_DIR", "EMOTION_DB"):
+    for var in ("EMOTION_REPLAY_PATH", "EMOTION_MODELS_DIR", "EMOTION_DB", "EMOTION_MIN_CORRECTIONS"):
         monkeypatch.delenv(var, raising=False)
-    parser = argparse.ArgumentParser()
-    cli_train.add_parsers(parser.add_subparsers(dest="command", required=True))
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
 
     def cli(*argv: str) -> int:
-        args = parser.parse_args(argv)
-        return args.func(args)
+        return main(list(argv))
 
     models = str(tmp_path / "models")
+    # the same minimum of corrections as /retrain (EMOTION_MIN_CORRECTIONS, 20 by default)
+    assert cli("finetune", "--db", str(db), "--models-dir", models, "--force") == common.EXIT_FAILED
+    assert "Only 12 corrections so far; retraining needs at least 20" in capsys.readouterr().err
     assert cli("finetune", "--db", str(db), "--models-dir", models, "--base", str(word_model_dir), "--epochs", "2",
-               "--lr", "3e-3", "--batch-size", "4", "--threads", "1", "--force") == cli_train.EXIT_OK
+               "--lr", "3e-3", "--batch-size", "4", "--threads", "1", "--force", "--min-corrections", "10") == 0
     out = capsys.readouterr().out
-    assert "deployed: forced" in out and "saved as v1" in out and "12 corrections" in out
+    assert "Deployed v1: forced" in out and "Saved as v1, now current" in out and "12 corrections" in out
     assert cli("models", "list", "--models-dir", models) == 0 and "* v1" in capsys.readouterr().out
 
-    async def recorded(db):
-        store = await Store.open(db)
-        try:
-            return await store.current_model_version()
-        finally:
-            await store.close()
-
-    row = asyncio.run(recorded(db))
-    assert row.version == "v1" and row.is_current and row.path.endswith("v1")
-    assert cli("models", "rollback", "--models-dir", models) == cli_train.EXIT_FAILED
+    current = Registry(models).current()  # the registry alone records versions (no copy in the store)
+    assert current.name == "v1" and current.path.name == "v1"
+    assert cli("models", "rollback", "--models-dir", models) == common.EXIT_FAILED
     assert "no earlier deployed version" in capsys.readouterr().err
     assert cli("models", "prune", "--keep", "1", "--models-dir", models) == 0
     assert "nothing to delete" in capsys.readouterr().out
     # without --force and too few corrections for a hold-out: trained nothing, exit 3
-    assert cli("finetune", "--db", str(db), "--models-dir", models, "--threads", "1") == cli_train.EXIT_NOT_DEPLOYED
+    assert cli("finetune", "--db", str(db), "--models-dir", models, "--threads", "1",
+               "--min-corrections", "1") == common.EXIT_NOT_DEPLOYED
     assert "nothing to evaluate" in capsys.readouterr().out
 
 

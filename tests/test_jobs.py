@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
+from model.progress import TrainingEvent
 from model.registry import Registry
 from tests.test_finetune import corrections, fast
 from tests.tiny import build_tiny_model
@@ -24,10 +25,11 @@ async def test_events_stream_and_the_result_comes_back(tmp_path, word_model_dir)
     events = [e async for e in job.events()]
     result = await job.result()
     assert result.deployed and result.version == "v1" and result.examples == 12
-    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert all(isinstance(e, TrainingEvent) for e in events)
+    stages = [e.stage for e in events if e.kind == "stage"]
     assert stages == ["tokenize", "train", "save"]
-    progress = [e for e in events if e["event"] == "progress"]
-    assert progress[-1]["step"] == progress[-1]["max_steps"] == 9
+    progress = [e for e in events if e.kind == "progress"]
+    assert progress[-1].step == progress[-1].max_steps == 9
     assert Registry(tmp_path / "models").current().name == "v1"
     assert not job.running and not TrainingJob.busy()
 
@@ -37,7 +39,7 @@ async def test_one_job_at_a_time_and_a_killed_child_is_a_failure(tmp_path, word_
     with pytest.raises(TrainingBusy, match="already running"):
         TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True)).start()
     async for event in first.events():
-        if event["event"] == "progress":
+        if event.kind == "progress":
             os.kill(first.pid, signal.SIGKILL)  # what the OOM killer would do
             break
     with pytest.raises(TrainingFailed, match="killed by SIGKILL"):
@@ -49,7 +51,7 @@ async def test_cancel_stops_training_and_deploys_nothing(tmp_path, word_model_di
     job = TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True, epochs=10_000)).start()
     assert not TrainingJob(corrections()).cancel()  # never started: nothing to cancel
     async for event in job.events():
-        if event["event"] == "progress":
+        if event.kind == "progress":
             assert job.cancel()
     with pytest.raises(TrainingCancelled, match="nothing was deployed"):
         await job.result()

@@ -17,6 +17,7 @@ from bot.store import (
     PredictionRow,
     Store,
     StoreError,
+    StoreProtocol,
     UnknownLabel,
     emotion_counts_query,
     migrations,
@@ -48,6 +49,16 @@ async def store(tmp_path: Path):
 def raw(path: Path | str) -> sqlite3.Connection:
     """A plain sqlite3 connection for looking behind the Store's back."""
     return sqlite3.connect(path, isolation_level=None, timeout=5)
+
+
+def schema_at(path: Path, version: int) -> sqlite3.Connection:
+    """A database built by this build's first ``version`` migrations, as an older bot left it."""
+    con = raw(path)
+    for v, _, sql in migrations()[:version]:
+        for statement in split_sql(sql):
+            con.execute(statement)
+        con.execute(f"PRAGMA user_version = {v}")
+    return con
 
 
 def pred(message_id: int, *, label: str = "joy", guild: int | None = 1, channel: int = 10,
@@ -83,8 +94,9 @@ async def test_fresh_database_has_latest_schema_and_pragmas(store: Store):
     assert (await db.execute_fetchall("PRAGMA foreign_keys"))[0][0] == 1
     assert (await db.execute_fetchall("PRAGMA synchronous"))[0][0] == 1  # NORMAL
     tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"predictions", "corrections", "model_versions", "guild_settings",
+    assert {"predictions", "corrections", "guild_settings",
             "guild_channels", "opted_out_users"} <= tables
+    assert "model_versions" not in tables  # model.registry owns model versions (V5)
     cols = {r[1] for r in await db.execute_fetchall("PRAGMA table_info(predictions)")}
     assert "text" not in cols  # predictions never keep message text
 
@@ -105,11 +117,7 @@ def test_migrations_are_numbered_and_split():
 @pytest.mark.parametrize("start", range(0, SCHEMA_VERSION))
 async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int):
     path = tmp_path / "old.sqlite3"
-    con = raw(path)
-    for version, _, sql in migrations()[:start]:
-        for statement in split_sql(sql):
-            con.execute(statement)
-        con.execute(f"PRAGMA user_version = {version}")
+    con = schema_at(path, start)
     if start >= 1:
         con.execute("INSERT INTO predictions VALUES (5, 1, 10, 100, 'joy', 0.8, 'v0', ?)", (T0,))
         con.execute("INSERT INTO corrections (message_id, corrector_id, label, text, created_at) "
@@ -136,11 +144,7 @@ async def test_migrates_from_every_earlier_version(tmp_path: Path, start: int):
 
 async def test_v4_migration_keeps_one_copy_of_each_imported_example(tmp_path: Path):
     path = tmp_path / "v3.sqlite3"
-    con = raw(path)
-    for version, _, sql in migrations()[:3]:
-        for statement in split_sql(sql):
-            con.execute(statement)
-        con.execute(f"PRAGMA user_version = {version}")
+    con = schema_at(path, 3)
     rows = [("same", "joy", "import"), ("same", "joy", "import"), ("same", "anger", "import"),
             ("same", "joy", "shell"), ("same", "joy", "shell")]
     con.executemany("INSERT INTO corrections (label, text, source, created_at) VALUES (?, ?, ?, ?)",
@@ -151,6 +155,38 @@ async def test_v4_migration_keeps_one_copy_of_each_imported_example(tmp_path: Pa
         left = await s._db.execute_fetchall("SELECT id, label, source FROM corrections ORDER BY id")
         assert list(left) == [(1, "joy", "import"), (3, "anger", "import"), (4, "joy", "shell"), (5, "joy", "shell")]
         assert await s.add_examples([corr("same", "joy", message=None, corrector=None, source="import")]) == 0
+    finally:
+        await s.close()
+
+
+async def test_v5_migration_drops_model_versions_and_keeps_the_rest(tmp_path: Path):
+    path = tmp_path / "v4.sqlite3"
+    con = schema_at(path, 4)
+    con.executemany("INSERT INTO model_versions (version, path, created_at, is_current) VALUES (?, ?, ?, ?)",
+                    [("v1", "models/v1", T0, 0), ("v2", "models/v2", T0 + 1, 1)])
+    con.execute("INSERT INTO predictions VALUES (5, 1, 10, 100, 'joy', 0.8, 'v2', ?)", (T0,))
+    con.execute("INSERT INTO corrections (message_id, corrector_id, label, text, created_at) "
+                "VALUES (5, 7, 'anger', 'kept text', ?)", (T0,))
+    con.execute("INSERT INTO opted_out_users VALUES (42, ?)", (T0,))
+    con.execute("INSERT INTO guild_settings (guild_id, enabled, threshold) VALUES (1, 0, 0.7)")
+    con.execute("INSERT INTO guild_channels VALUES (1, 'deny', 10)")
+    before = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+    con.close()
+    assert {"model_versions", "model_versions_one_current"} <= before
+
+    s = await Store.open(path, labels=LABELS)
+    try:
+        assert (await s._db.execute_fetchall("PRAGMA user_version"))[0][0] == SCHEMA_VERSION
+        after = {name for (name,) in await s._db.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+        assert after == before - {"model_versions", "model_versions_one_current"}
+        assert await s.get_prediction(5) == PredictionRow(1, 10, 5, 100, "joy", 0.8, "v2", T0)
+        assert await s.corrections_for_training() == [("kept text", "anger")]
+        assert await s.is_opted_out(42)
+        assert await s.get_guild_settings(1) == GuildSettings(enabled=False, threshold=0.7,
+                                                              denied_channels=frozenset({10}))
+        assert set(await s.stats()) == {"predictions", "corrections", "training_examples",
+                                        "opted_out_users", "buffered_predictions"}
     finally:
         await s.close()
 
@@ -166,7 +202,7 @@ async def test_newer_schema_is_refused(tmp_path: Path):
 
 
 async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch):
-    import bot.store as store_mod
+    import bot.store.schema as store_mod  # the runner reads the migrations from here
 
     broken = migrations() + ((SCHEMA_VERSION + 1, "broken", "CREATE TABLE ok_table (x);\nNOT SQL;"),)
     monkeypatch.setattr(store_mod, "migrations", lambda: broken)
@@ -521,29 +557,25 @@ async def test_run_retention_survives_store_errors(store: Store, caplog):
     await store._db.execute("PRAGMA query_only = OFF")
 
 
-# --------------------------------------------------------------------------- model versions
+# --------------------------------------------------------------------------- interface
 
 
-async def test_model_versions(store: Store):
-    assert await store.current_model_version() is None
-    v1 = await store.add_model_version("v1", "models/v1", base="bert", metrics={"f1": 0.5, "nan": math.nan},
-                                       examples=10, created_at=T0, make_current=True)
-    assert v1.is_current and v1.metrics == {"f1": 0.5, "nan": None}
-    await store.add_model_version("v2", "models/v2", parent="v1", created_at=T0 + 1)
-    assert (await store.current_model_version()).version == "v1"
-    v2 = await store.set_current_model_version("v2")
-    assert v2.is_current and v2.parent == "v1"
-    versions = await store.list_model_versions()
-    assert [(v.version, v.is_current) for v in versions] == [("v1", False), ("v2", True)]
-    await store.add_model_version("v3", "models/v3", created_at=T0 + 2, make_current=True)
-    assert [v.version for v in await store.list_model_versions() if v.is_current] == ["v3"]
-    with pytest.raises(ValueError, match="already exists"):
-        await store.add_model_version("v1", "elsewhere")
-    with pytest.raises(ValueError, match="unknown"):
-        await store.set_current_model_version("v9")
-    assert (await store.current_model_version()).version == "v3"  # failed switch rolled back
-    with pytest.raises(sqlite3.IntegrityError):  # the schema itself forbids two current models
-        await store._db.execute("UPDATE model_versions SET is_current = 1")
+def test_store_implements_the_protocol_with_coroutines():
+    import inspect
+
+    members = [name for name in dir(StoreProtocol) if not name.startswith("_")]
+    methods = [name for name in members if inspect.iscoroutinefunction(getattr(StoreProtocol, name))]
+    assert {"record_prediction", "add_correction", "forget_user", "update_guild_settings"} <= set(methods)
+    for name in methods:
+        assert inspect.iscoroutinefunction(getattr(Store, name)), name
+        assert inspect.signature(getattr(Store, name)) == inspect.signature(getattr(StoreProtocol, name)), name
+    for gone in ("add_model_version", "set_current_model_version", "current_model_version",
+                 "list_model_versions"):
+        assert not hasattr(Store, gone)
+
+
+async def test_open_store_is_a_store_protocol(store: Store):
+    assert isinstance(store, StoreProtocol)
 
 
 # --------------------------------------------------------------------------- failures

@@ -85,13 +85,10 @@ def fast(base: Path, data_dir: Path, tmp_path: Path, **changes) -> train.TrainCo
 
 
 def cli(*argv: str) -> int:
-    """The `train`/`eval` subcommands through their own parser (as bot/cli.py registers them)."""
-    from bot import cli_data
+    """The `train`/`eval` subcommands as `emotion-machine` runs them."""
+    from bot.cli import main
 
-    parser = argparse.ArgumentParser(prog="emotion-machine")
-    cli_data.add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    return main(list(argv))
 
 
 # --------------------------------------------------------------------------- fixtures are in the vocabulary
@@ -134,39 +131,39 @@ def test_single_label_loading_keeps_rows_that_map_to_one_label(goemotions_dir):
     # joy+love → joy (kept), sadness+fear → two Ekman labels (dropped)
     assert len(ds) == n + len(TRAIN_TEMPLATES)
     assert dict(zip(ds["text"], ds["label"]))["i am so happy love"] == "joy"
-    rows = train.load_rows(str(goemotions_dir), "train", "ekman", multi_label=False)
+    rows = data.load_rows(str(goemotions_dir), "train", "ekman", multi_label=False)
     assert rows["labels"][:1] == [["joy"]] and len(rows) == len(ds)
 
 
 def test_multi_label_loading_keeps_all_labels_mapped_and_deduplicated(goemotions_dir):
-    rows = train.load_rows(str(goemotions_dir), "train", "ekman", multi_label=True)
+    rows = data.load_rows(str(goemotions_dir), "train", "ekman", multi_label=True)
     by_text = dict(zip(rows["text"], rows["labels"]))
     assert len(rows) == len(_rows(TRAIN_TEMPLATES))
     assert by_text["i am so happy love"] == ["joy"]  # joy, love → joy once
     assert by_text["i am so sad scared"] == ["fear", "sadness"]  # in Ekman order
     seed = dict(zip(*(lambda r: (r["text"], r["labels"]))(
-        train.load_rows(str(goemotions_dir), "test", "seed13", multi_label=True))))
+        data.load_rows(str(goemotions_dir), "test", "seed13", multi_label=True))))
     assert seed["really happy love"] == ["love", "happiness"]
 
 
 def test_multi_label_files_take_comma_separated_labels(tmp_path):
     csv_path = tmp_path / "m.csv"
     csv_path.write_text('text,label\n"so happy, love",\"joy,love\"\nugh,anger\n', encoding="utf-8")
-    rows = train.load_rows(str(csv_path), "train", "goemotions", multi_label=True)
+    rows = data.load_rows(str(csv_path), "train", "goemotions", multi_label=True)
     assert rows["labels"] == [["joy", "love"], ["anger"]]
     jsonl = tmp_path / "m.jsonl"
     jsonl.write_text(json.dumps({"text": "wow", "label": "surprise, amusement"}) + "\n", encoding="utf-8")
-    assert train.load_rows(str(jsonl), "train", "seed13", multi_label=True)["labels"] == [["surprise", "happiness"]]
+    assert data.load_rows(str(jsonl), "train", "seed13", multi_label=True)["labels"] == [["surprise", "happiness"]]
     jsonl.write_text(json.dumps({"text": "hm", "label": "sarcasm"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="'sarcasm' \\(1x\\)"):
-        train.load_rows(str(jsonl), "train", "ekman", multi_label=True)
+        data.load_rows(str(jsonl), "train", "ekman", multi_label=True)
 
 
 def test_loader_errors_name_the_line(goemotions_dir, tmp_path):
     bad = write_goemotions(tmp_path / "bad")
     (bad / "train.tsv").write_text("fine\t27\tx\noops\t99\ty\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train\.tsv:2: label ids '99'"):
-        train.load_rows(str(bad), "train", "goemotions", multi_label=True)
+        data.load_rows(str(bad), "train", "goemotions", multi_label=True)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -369,6 +366,6 @@ def test_eval_every_scores_real_dev_f1_and_needs_a_dev_split(goemotions_dir, bas
     # The final dev score (thresholds re-tuned on the kept weights) is the best checkpoint's.
     assert metrics["dev"]["macro_f1"] == max(c["macro_f1"] for c in curve) >= 0.6
 
-    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--no-dev", "--eval-every", "1",
+    rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--no-use-dev", "--eval-every", "1",
              "--output", str(tmp_path / "x"))
     assert rc == 2 and "--eval-every" in capsys.readouterr().err and not (tmp_path / "x").exists()

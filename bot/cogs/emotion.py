@@ -9,16 +9,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import UserError, manager_only
-from bot.store import StoreError
+from bot import render
+from bot.permissions import actor_of, manager_only
+from bot.services import Refusal
+from bot.services.guild_config import ConfigChange
 from model.labels import emoji_for
 
 log = logging.getLogger(__name__)
-
-
-def bar(p: float, width: int = 12) -> str:
-    filled = round(p * width)
-    return "█" * filled + "░" * (width - filled)
 
 
 def model_name(source: str) -> str:
@@ -29,7 +26,7 @@ def model_name(source: str) -> str:
     return source
 
 
-def describe_settings(s, guild: discord.Guild) -> str:
+def describe_settings(s) -> str:
     def names(ids):
         return ", ".join(f"<#{i}>" for i in sorted(ids)) or "none"
     return "\n".join([
@@ -45,6 +42,7 @@ def describe_settings(s, guild: discord.Guild) -> str:
 class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotion tagging"):
     def __init__(self, bot) -> None:
         self.bot = bot
+        self.services = bot.services
         super().__init__()
 
     @app_commands.command(name="about", description="Which model tags messages here, and what it has seen")
@@ -68,37 +66,30 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     @app_commands.describe(text="The text to classify")
     async def predict(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]) -> None:
         if not text.strip():
-            raise UserError("Give me some text to classify.")
+            raise Refusal("Give me some text to classify.")
         await interaction.response.defer(ephemeral=True, thinking=True)  # the worker may be busy
         prediction = await self.bot.worker.classify(text)
-        lines = [f"{emoji_for(lb)} `{bar(p)}` {p:6.1%} {lb}" for lb, p in prediction.top(3)]
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+        await interaction.followup.send("\n".join(render.top_lines(prediction, render.DISCORD)), ephemeral=True)
 
     # -- privacy ------------------------------------------------------------------------------------
 
     @app_commands.command(name="optout", description="Stop tagging your messages and delete what I stored about them")
     async def optout(self, interaction: discord.Interaction) -> None:
-        await self.bot.store.set_opted_out(interaction.user.id, True)
-        try:
-            removed = await self.bot.store.forget_user(interaction.user.id)
-        except StoreError:
-            raise UserError("You are opted out: I will ignore your messages from now on. Deleting what I "
-                            "stored about you failed (database unavailable); run `/emotion forget-me` later.") from None
+        forgotten = await self.services.privacy.opt_out(interaction.user.id)
         await interaction.response.send_message(
             "Done: I will ignore your messages from now on, and I deleted "
-            f"{sum(removed.values())} stored records about you. `/emotion optin` undoes the first part.",
-            ephemeral=True)
+            f"{forgotten.total} stored records about you. `/emotion optin` undoes the first part.", ephemeral=True)
 
     @app_commands.command(name="optin", description="Let me tag your messages again")
     async def optin(self, interaction: discord.Interaction) -> None:
-        await self.bot.store.set_opted_out(interaction.user.id, False)
+        await self.services.privacy.opt_in(interaction.user.id)
         await interaction.response.send_message("Welcome back: I will tag your messages again.", ephemeral=True)
 
     @app_commands.command(name="forget-me", description="Delete everything I stored about you and your messages")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        removed = await self.bot.store.forget_user(interaction.user.id)
+        forgotten = await self.services.privacy.forget(interaction.user.id)
         await interaction.response.send_message(
-            f"Deleted {sum(removed.values())} stored records about you and your messages "
+            f"Deleted {forgotten.total} stored records about you and your messages "
             "(predictions and corrections). New messages will be tagged unless you `/emotion optout`.",
             ephemeral=True)
 
@@ -118,35 +109,14 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
                      tagging: Literal["on", "off", "only", "all"] | None = None, server: bool | None = None,
                      threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
                      show_neutral: bool | None = None, reactions: bool | None = None) -> None:
-        store = self.bot.store
-        current = await store.get_guild_settings(interaction.guild_id)
-        changes: dict = {}
-        if tagging == "all":
-            changes["allowed_channels"] = frozenset()
-        elif tagging is not None:
-            target = channel.id if channel is not None else interaction.channel_id
-            allowed, denied = set(current.allowed_channels), set(current.denied_channels)
-            denied.discard(target)
-            allowed.discard(target)
-            if tagging == "off":
-                denied.add(target)
-            elif tagging == "only" or allowed:  # with an 'only' list, 'on' means: add to it
-                allowed.add(target)
-            changes.update(allowed_channels=frozenset(allowed), denied_channels=frozenset(denied))
-        elif channel is not None:
-            raise UserError("Say what to do with that channel: set `tagging` to on, off or only.")
-        for key, value in (("enabled", server), ("threshold", threshold), ("show_neutral", show_neutral),
-                           ("reactions", reactions)):
-            if value is not None:
-                changes[key] = value
-        if changes:
-            try:
-                current = await store.update_guild_settings(interaction.guild_id, **changes)
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-        heading = "Settings updated." if changes else "Current settings:"
-        await interaction.response.send_message(f"{heading}\n{describe_settings(current, interaction.guild)}",
-                                                ephemeral=True)
+        change = ConfigChange(channel_id=channel.id if channel is not None else interaction.channel_id,
+                              tagging=tagging, channel_named=channel is not None,
+                              settings=dict(enabled=server, threshold=threshold, show_neutral=show_neutral,
+                                            reactions=reactions))
+        settings, changed = await self.services.guild_config.configure(actor_of(interaction), interaction.guild_id,
+                                                                       change)
+        heading = "Settings updated." if changed else "Current settings:"
+        await interaction.response.send_message(f"{heading}\n{describe_settings(settings)}", ephemeral=True)
 
 
 async def setup(bot) -> None:

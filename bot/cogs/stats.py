@@ -17,53 +17,20 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import time
-from datetime import date, datetime, timedelta, timezone
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.charts import label_totals, mood_chart
-from bot.errors import UserError
-from model.labels import emoji_for
+from bot import render
+from bot.services import Refusal
+from bot.services.mood import DEFAULT_DAYS, MAX_DAYS, MoodReport, MoodScope
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DAYS = 14
-MAX_DAYS = 90
-TOP_IN_TEXT = 5
-"""How many emotions the message text lists (the chart shows more)."""
 FILENAME = "mood.png"
 
 MoodChannel = discord.TextChannel | discord.Thread
-
-
-def day_range(days: int, now: float | None = None) -> tuple[float, list[str]]:
-    """``(since, days)``: the unix time at which the first of the last ``days`` UTC days starts,
-    and those days as ``'YYYY-MM-DD'``, oldest first (today last)."""
-    today = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc).date()
-    first = today - timedelta(days=days - 1)
-    since = datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()
-    return since, [(first + timedelta(days=i)).isoformat() for i in range(days)]
-
-
-def summary(rows, days: list[str], *, top: int = TOP_IN_TEXT) -> str:
-    """``"12 tagged messages: 😄 happiness 7 (58%) · 😢 sadness 5 (42%)"`` (top emotions only)."""
-    totals = label_totals(rows, days)
-    total = sum(n for _, n in totals)
-    parts = [f"{emoji_for(label)} {label} {n} ({n / total:.0%})" for label, n in totals[:top]]
-    if len(totals) > top:
-        parts.append(f"+{len(totals) - top} more")
-    noun = "message" if total == 1 else "messages"
-    return f"{total} tagged {noun}: " + " · ".join(parts)
-
-
-def span_text(days: list[str]) -> str:
-    first, last = (date.fromisoformat(d) for d in (days[0], days[-1]))
-    if first == last:
-        return f"{last:%b %d}, UTC"
-    return f"{first:%b %d} – {last:%b %d}, UTC"
 
 
 def hidden_from_everyone(channel: MoodChannel) -> bool:
@@ -118,10 +85,16 @@ async def query_then_defer(interaction: discord.Interaction, query, *, ephemeral
 class Stats(commands.Cog):
     def __init__(self, bot) -> None:
         self.bot = bot
+        self.service = bot.services.mood
 
-    async def _render(self, rows, *, title: str, days: list[str]) -> discord.File:
-        png = await asyncio.to_thread(mood_chart, rows, title=title, days=days)
-        return discord.File(io.BytesIO(png), filename=FILENAME)
+    async def _answer(self, interaction: discord.Interaction, report: MoodReport, *, title: str, heading: str,
+                      nothing: str, ephemeral: bool) -> None:
+        """The chart, and the summary (or ``nothing``) under ``heading``."""
+        png = await self.service.chart(report, title)
+        heading = f"{heading}, {report.period} ({render.span_text(report.days)})"
+        content = f"{heading}\n{render.mood_summary(report) if report.rows else nothing}"
+        await interaction.followup.send(content, file=discord.File(io.BytesIO(png), filename=FILENAME),
+                                        ephemeral=ephemeral)
 
     @app_commands.command(name="mood", description="Chart of the emotions in this server or a channel")
     @app_commands.describe(channel="Only this channel or thread (default: the whole server)",
@@ -132,26 +105,18 @@ class Stats(commands.Cog):
         """Public: the numbers are aggregates. A private channel's mood is only shown to the
         invoker, unless asked inside that same channel (where everyone can read it anyway)."""
         if channel is not None and not can_view(interaction, channel):
-            raise UserError("You can't see that channel, so I can't show its mood to you.")
+            raise Refusal("You can't see that channel, so I can't show its mood to you.")
         ephemeral = (channel is not None and channel.id != interaction.channel_id
                      and hidden_from_everyone(channel))
-        since, day_list = day_range(days)
-        rows = await query_then_defer(interaction, self.bot.store.emotion_counts(
-            guild_id=interaction.guild_id, channel_id=None if channel is None else channel.id, since=since),
-            ephemeral=ephemeral)
+        scope = MoodScope(interaction.guild_id, channel_id=None if channel is None else channel.id)
+        report = await query_then_defer(interaction, self.service.report(scope, days), ephemeral=ephemeral)
         if channel is None:
             where = interaction.guild.name if interaction.guild is not None else "this server"
             where_md = f"**{discord.utils.escape_markdown(where)}**"
         else:
             where, where_md = f"#{channel.name}", channel.mention
-        period = "today" if days == 1 else f"the last {days} days"
-        file = await self._render(rows, title=f"Mood in {where}, {period}", days=day_list)
-        heading = f"Mood in {where_md}, {period} ({span_text(day_list)})"
-        if rows:
-            content = f"{heading}\n{summary(rows, day_list)}"
-        else:
-            content = f"{heading}\nNo tagged messages in {where_md} in {period}."
-        await interaction.followup.send(content, file=file, ephemeral=ephemeral)
+        await self._answer(interaction, report, title=f"Mood in {where}, {report.period}", heading=f"Mood in {where_md}",
+                           nothing=f"No tagged messages in {where_md} in {report.period}.", ephemeral=ephemeral)
 
     @app_commands.command(name="mood-me",
                           description="Chart of the emotions in your own messages (only you see it)")
@@ -161,17 +126,10 @@ class Stats(commands.Cog):
                       days: app_commands.Range[int, 1, MAX_DAYS] = DEFAULT_DAYS) -> None:
         """Ephemeral: only the invoker's messages (``author_id``), in this server."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        since, day_list = day_range(days)
-        rows = await self.bot.store.emotion_counts(
-            guild_id=interaction.guild_id, author_id=interaction.user.id, since=since)
-        period = "today" if days == 1 else f"the last {days} days"
-        file = await self._render(rows, title=f"Your mood, {period}", days=day_list)
-        heading = f"Your mood in this server, {period} ({span_text(day_list)})"
-        if rows:
-            content = f"{heading}\n{summary(rows, day_list)}"
-        else:
-            content = f"{heading}\nNone of your messages in this server were tagged in {period}."
-        await interaction.followup.send(content, file=file, ephemeral=True)
+        report = await self.service.report(MoodScope(interaction.guild_id, author_id=interaction.user.id), days)
+        await self._answer(interaction, report, title=f"Your mood, {report.period}", heading="Your mood in this server",
+                           nothing=f"None of your messages in this server were tagged in {report.period}.",
+                           ephemeral=True)
 
 
 async def setup(bot) -> None:

@@ -1,0 +1,77 @@
+"""``emotion-machine export`` and ``import``: corrections and labelled examples in and out of the store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bot.cli.common import EXIT_FAILED, EXIT_OK, CommandError, settings
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write corrections as text,label rows for training",
+                       description="Export corrections and imported examples (majority label per message).")
+    p.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="csv (text,label header) or jsonl")
+    p.add_argument("--since", type=float, help="only rows newer than this unix time")
+    p.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    p.add_argument("--db", help="database file (default: EMOTION_DB)")
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser("import", help="add labelled examples from a CSV or JSONL file",
+                       description="Validate every row of FILE (text,label) and add the good ones; "
+                                   "bad rows are reported by line number, and a text already "
+                                   "imported with the same label is skipped (importing twice is harmless).")
+    p.add_argument("file", help="a .csv with a text,label header, or a .jsonl of {\"text\", \"label\"} objects")
+    p.add_argument("--labels", help="label set to validate against: seed13, goemotions, ekman "
+                                    "(default: the model's own labels)")
+    p.add_argument("--model", help="model whose labels to validate against (default: EMOTION_MODEL)")
+    p.add_argument("--db", help="database file (default: EMOTION_DB)")
+    p.set_defaults(func=run_import)
+
+
+async def _with_store(db, work):
+    from bot.store import Store
+
+    store = await Store.open(db)
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from bot.export_import import export_examples
+    from bot.store import StoreError
+
+    db = settings(args).db_path
+    out = sys.stdout if args.output == "-" else args.output
+    try:
+        n = asyncio.run(_with_store(db, lambda store: export_examples(store, out, args.format, since=args.since)))
+    except (StoreError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"exported {n} examples", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from bot.export_import import import_examples
+    from bot.store import StoreError
+    from model.classifier import Classifier, ModelLoadError
+    from model.labels import LABEL_SETS
+
+    loaded = settings(args)
+    try:
+        labels = LABEL_SETS[args.labels] if args.labels in LABEL_SETS else \
+            Classifier.load(loaded.model, device="cpu").labels
+    except ModelLoadError as exc:
+        raise CommandError(f"{exc} (or pass --labels seed13|goemotions|ekman)") from None
+    try:
+        report = asyncio.run(_with_store(loaded.db_path, lambda store: import_examples(store, args.file, labels=labels)))
+    except (StoreError, OSError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    for line, why in report.errors:
+        print(f"{args.file}:{line}: {why}", file=sys.stderr)
+    print(f"imported {report.added} examples, {report.duplicates} already present, "
+          f"{len(report.errors)} bad rows skipped")
+    return EXIT_OK if not report.errors else EXIT_FAILED

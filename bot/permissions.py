@@ -1,0 +1,35 @@
+"""Who the member is and what they may do, from Discord's server-side data (never a client hint)."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.services import Actor
+
+
+class NotManager(app_commands.CheckFailure):
+    """The member lacks Manage Server for an admin command."""
+
+
+def can_manage(interaction: discord.Interaction) -> bool:
+    """Manage Server (or Administrator) in this guild, from the member Discord sent with the interaction."""
+    perms = getattr(interaction.user, "guild_permissions", None)
+    return interaction.guild is not None and perms is not None and bool(perms.manage_guild or perms.administrator)
+
+
+def is_manager(interaction: discord.Interaction) -> bool:
+    """The check behind :func:`manager_only`; ``default_permissions`` only hides commands client-side."""
+    if not can_manage(interaction):
+        raise NotManager("You need the **Manage Server** permission for this command.")
+    return True
+
+
+def manager_only():
+    return app_commands.check(is_manager)
+
+
+def actor_of(interaction: discord.Interaction) -> Actor:
+    """The invoking member as the services see them."""
+    return Actor(user_id=interaction.user.id, guild_id=interaction.guild_id, can_manage=can_manage(interaction),
+                 name=getattr(interaction.user, "display_name", "") or str(interaction.user.id))

@@ -1,0 +1,41 @@
+"""The bot's flows as plain Python, one module each, shared by the cogs, the shell and the CLI.
+
+Front ends parse their input into the typed requests here, call a service, and render the
+typed result (:mod:`bot.render` has the Discord and the plain-text forms). No Discord object
+crosses into this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.services.common import Actor, NotAllowed, Refusal, Serving
+from bot.services.correcting import CorrectingService
+from bot.services.guild_config import GuildConfigService
+from bot.services.mood import MoodService
+from bot.services.privacy import PrivacyService
+from bot.services.retraining import RetrainingService
+from bot.services.tagging import TaggingService
+
+__all__ = ["Actor", "NotAllowed", "Refusal", "Serving", "Services"]
+
+
+@dataclass
+class Services:
+    """Every service, wired to one store and one served model."""
+
+    serving: Serving
+    tagging: TaggingService
+    correcting: CorrectingService
+    retraining: RetrainingService
+    mood: MoodService
+    privacy: PrivacyService
+    guild_config: GuildConfigService
+
+    @classmethod
+    def build(cls, settings, store, worker) -> "Services":
+        serving = Serving(worker)
+        return cls(serving=serving, tagging=TaggingService(settings, store, serving),
+                   correcting=CorrectingService(store, serving),
+                   retraining=RetrainingService(settings, store, serving), mood=MoodService(store),
+                   privacy=PrivacyService(settings, store), guild_config=GuildConfigService(store))

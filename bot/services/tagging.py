@@ -1,0 +1,134 @@
+"""Tagging one message: should it be tagged, classify it, record it, and which emoji (if any) to show.
+
+The rules live here once: server and channel switches, opt-outs (checked again after the model,
+so an opt-out during classification wins), load shedding, the threshold and neutral policy.
+The front end only says where the message is and sends the reaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from bot.store import GuildSettings, PredictionRow, StoreError
+from model.labels import emoji_for
+from model.worker import WorkerClosed
+
+log = logging.getLogger(__name__)
+
+SHED_LOG_INTERVAL = 60.0  # seconds between "overloaded" warnings
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message to tag, as plain ids and text."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    text: str
+    #: The parent channel of a thread or forum post (channel settings apply to both).
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A message that was classified and recorded; ``emoji`` is None when nothing is to be shown."""
+
+    prediction: object
+    emoji: str | None
+
+
+class TaggingService:
+    def __init__(self, settings, store, serving) -> None:
+        self.settings = settings
+        self.store = store
+        self.serving = serving
+        # Load shedding: past this many messages waiting for the model, new ones are not
+        # tagged, so a flood beyond the worker's capacity can't grow memory without bound.
+        self.max_backlog = 2 * serving.worker.max_pending
+        self.backlog = 0
+        self.shed = 0  # messages skipped since start because of the backlog
+        self._shed_logged_at = -SHED_LOG_INTERVAL
+        self._shed_since_log = 0
+        self._store_warned = False
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        """The server's settings; the defaults through a database outage, so tagging goes on."""
+        try:
+            return await self.store.get_guild_settings(guild_id)
+        except StoreError as exc:
+            self.warn_store(exc)
+            return GuildSettings(threshold=self.settings.threshold)
+
+    async def tag(self, message: IncomingMessage, *, always_classify: bool = False) -> Tagged | None:
+        """Classify and record ``message``; None when it is not to be tagged (or the model is gone).
+
+        ``always_classify`` (the shell) skips the server and channel switches, never the opt-outs.
+        """
+        settings = await self.guild_settings(message.guild_id)
+        if not always_classify and not (settings.enabled
+                                        and settings.channel_enabled(message.channel_id, message.parent_id)):
+            return None
+        if await self.store.is_opted_out(message.author_id):
+            return None
+        if self.backlog >= self.max_backlog:
+            self._shed_one()
+            return None
+        self.backlog += 1
+        try:
+            prediction = await self.serving.worker.classify(message.text)
+        except WorkerClosed:
+            return None
+        except Exception:  # noqa: BLE001 - the worker has logged the failed batch
+            return None
+        finally:
+            self.backlog -= 1
+        if await self.store.is_opted_out(message.author_id):  # opted out while the model was busy
+            return None
+        try:
+            await self.store.record_prediction(PredictionRow(
+                guild_id=message.guild_id, channel_id=message.channel_id, message_id=message.message_id,
+                author_id=message.author_id, label=prediction.label, probability=prediction.score,
+                model_version=prediction.version, created_at=time.time()))
+        except StoreError as exc:
+            self.warn_store(exc)
+        return Tagged(prediction, self.emoji_to_show(prediction, settings))
+
+    @staticmethod
+    def emoji_to_show(prediction, settings: GuildSettings) -> str | None:
+        """The reaction for ``prediction`` under the server's settings, or None."""
+        if not settings.reactions or prediction.score < settings.threshold:
+            return None
+        if prediction.label == "neutral" and not settings.show_neutral:
+            return None
+        return emoji_for(prediction.label)
+
+    def _shed_one(self) -> None:
+        self.shed += 1
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= SHED_LOG_INTERVAL:
+            log.warning("overloaded: %d messages waiting for the model; skipped %d new messages without "
+                        "tagging them", self.backlog, self._shed_since_log)
+            self._shed_logged_at = now
+            self._shed_since_log = 0
+
+    def warn_store(self, exc: StoreError) -> None:
+        """Say once that the database fails; tagging carries on without it."""
+        if not self._store_warned:
+            log.error("the database is failing; tagging goes on without it: %s", exc)
+            self._store_warned = True
+
+    async def sync_caches(self) -> bool:
+        """Pick up opt-outs and settings another process sharing the database wrote; True if any."""
+        try:
+            changed = await self.store.refresh_if_changed()
+        except StoreError as exc:
+            self.warn_store(exc)
+            return False
+        if changed:
+            log.info("the database was changed by another process; reloaded opt-outs and settings")
+        return changed

@@ -1,0 +1,68 @@
+"""Privacy: users who opted out of tagging, and forgetting everything about a user.
+
+The opt-out list is read for every message, so it is kept in memory; the cache
+changes only after the database committed, so it never claims more than is stored.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+
+from .predictions import PredictionStore
+
+_SELECT_OPTED_OUT = "SELECT user_id FROM opted_out_users"
+_INSERT_OPTED_OUT = "INSERT OR IGNORE INTO opted_out_users (user_id, created_at) VALUES (?, ?)"
+_DELETE_OPTED_OUT = "DELETE FROM opted_out_users WHERE user_id = ?"
+_DELETE_CORRECTIONS_OF_USER = "DELETE FROM corrections WHERE corrector_id = ? OR author_id = ?"
+
+
+class PrivacyStore(PredictionStore):
+    """Opt-outs (cached) and ``forget_user`` (corrections and predictions, buffered ones too)."""
+
+    def _init_privacy(self) -> None:
+        self._opted_out: set[int] = set()
+
+    async def _reload_opted_out(self, db: aiosqlite.Connection) -> None:
+        """Under the lock: replace the cache with the database's list."""
+        self._opted_out = {user_id for (user_id,) in await db.execute_fetchall(_SELECT_OPTED_OUT)}
+
+    async def forget_user(self, user_id: int) -> dict[str, int]:
+        """Delete everything about a user: their corrections (given or about their
+        messages) and predictions about their messages. Returns counts deleted."""
+        self._require_open()
+        user_id = int(user_id)
+
+        async def body(db: aiosqlite.Connection) -> dict[str, int]:
+            predictions = await self._delete_author_locked(db, user_id)
+            corrections = await db.execute(_DELETE_CORRECTIONS_OF_USER, (user_id, user_id))
+            return {"corrections": corrections.rowcount, "predictions": predictions}
+
+        return await self._write("forget a user", body)
+
+    async def set_opted_out(self, user_id: int, opted_out: bool) -> None:
+        """Opt a user out of (or back into) being tagged; the cache follows the commit."""
+        self._require_open()
+        user_id = int(user_id)
+
+        async def body(db: aiosqlite.Connection) -> None:
+            if opted_out:
+                await db.execute(_INSERT_OPTED_OUT, (user_id, time.time()))
+            else:
+                await db.execute(_DELETE_OPTED_OUT, (user_id,))
+
+        def update_cache(_: None) -> None:
+            if opted_out:
+                self._opted_out.add(user_id)
+            else:
+                self._opted_out.discard(user_id)
+
+        await self._write("save an opt-out", body, update_cache)
+
+    async def is_opted_out(self, user_id: int) -> bool:
+        """Called for every message, so answered from memory."""
+        return user_id in self._opted_out
+
+    async def opted_out_users(self) -> set[int]:
+        return set(self._opted_out)

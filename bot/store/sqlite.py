@@ -1,0 +1,88 @@
+"""The SQLite :class:`Store`: the per-kind parts composed over one connection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+
+import aiosqlite
+
+from .connection import connect
+from .counts import CountsStore
+from .guilds import GuildStore
+from .privacy import PrivacyStore
+from .records import GuildSettings
+
+
+class Store(PrivacyStore, CountsStore, GuildStore):
+    """SQLite-backed store; create with :meth:`Store.open`, release with :meth:`close`.
+
+    Implements :class:`bot.store.StoreProtocol`.
+    """
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: str,
+        *,
+        labels: Sequence[str] | None,
+        flush_interval: float,
+        batch_size: int,
+        max_buffer: int,
+        defaults: GuildSettings | None = None,
+    ) -> None:
+        """Private: use :meth:`open`, which also migrates and starts the caches."""
+        super().__init__(db, path)
+        self._init_predictions(flush_interval, batch_size, max_buffer)
+        self._init_corrections(None if labels is None else tuple(labels))
+        self._init_privacy()
+        self._init_guilds(defaults)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        labels: Sequence[str] | None = None,
+        flush_interval: float = 0.5,
+        batch_size: int = 500,
+        busy_timeout_ms: int = 5_000,
+        max_buffer: int = 100_000,
+        defaults: GuildSettings | None = None,
+    ) -> Store:
+        """Open (creating and migrating if needed) the database at ``path``.
+
+        ``path`` may be a ``file:...`` URI (e.g. ``?mode=ro``) or ``:memory:``.
+        ``labels`` restricts correction labels (None accepts any non-empty label).
+        ``defaults`` are the settings of a guild that never changed any (the bot's EMOTION_THRESHOLD).
+        """
+        if flush_interval <= 0 or batch_size < 1 or max_buffer < batch_size:
+            raise ValueError("need flush_interval > 0 and 1 <= batch_size <= max_buffer")
+        if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
+            raise ValueError("labels must be a non-empty sequence of non-empty strings")
+        path_str = os.fspath(path)
+        db = await connect(path_str, busy_timeout_ms)
+        store = cls(
+            db,
+            path_str,
+            labels=labels,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_buffer=max_buffer,
+            defaults=defaults,
+        )
+        try:
+            await store._setup(busy_timeout_ms)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await db.close()
+            raise
+        return store
+
+    async def _reload_caches(self, db: aiosqlite.Connection) -> None:
+        await self._reload_opted_out(db)
+        self._forget_guild_settings()
+
+    async def _before_close(self) -> None:
+        await self._stop_flushing()
