@@ -5,7 +5,7 @@
 
 The real ``EmotionBot`` (discord.py client, tagging cog, inference worker, pacer, SQLite store)
 runs a MiniLM-L6-sized classifier (``Classifier.load(folder, quantize="auto")``: int8 on CPU) and
-talks over loopback to ``tests/fake_discord.FakeDiscord``. The fake runs in its own process (spawned),
+talks over loopback to ``tests/helpers/fake_discord.FakeDiscord``. The fake runs in its own process (spawned),
 so its JSON/zlib/HTTP work never runs on the bot's event loop; after the bot has identified and been
 told to start, it pushes MESSAGE_CREATE events at ``--rate`` round-robin over ``--channels`` text
 channels for ``--seconds`` (GoEmotions dev comments when ``../shared/data/goemotions`` exists), answers
@@ -88,7 +88,7 @@ async def _recv(conn, timeout: float):
 
 
 async def _fake_serve(conn, channels: int, data: Path, deadline_s: float) -> None:
-    from tests.fake_discord import FakeDiscord
+    from tests.helpers.fake_discord import FakeDiscord
 
     # A real gateway's interval (41.25 s): heartbeats are not what this measures.
     fake = await FakeDiscord(TOKEN, reaction_429s=0, channels=channels, heartbeat_interval_ms=41_250).start()
@@ -98,7 +98,7 @@ async def _fake_serve(conn, channels: int, data: Path, deadline_s: float) -> Non
         if cmd[0] != "start":
             return
         _, rate, seconds = cmd
-        n = max(1, int(round(rate * seconds)))
+        n = max(1, round(rate * seconds))
         texts, source = chat_texts(n, data, seed=0)
         await fake.wait_for(lambda: any(c.identify is not None and not c.ws.closed for c in fake.connections), 15)
         ids = fake.channel_ids
@@ -185,7 +185,7 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
     from bot.client import EmotionBot, freeze_startup_heap
     from bot.settings import Settings
     from model.classifier import Classifier
-    from tests.fake_discord import FakeDiscord, first_of
+    from tests.helpers.fake_discord import FakeDiscord, first_of
 
     # Point discord.py at the fake (what FakeDiscord.patch does with pytest's monkeypatch).
     saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
@@ -352,7 +352,8 @@ def summarise(args, result: dict, records: dict, db: Path) -> dict:
         "reaction_puts": len(records["reactions"]), "reactions_204": len(ok), "messages_reacted": len(reacted),
         "duplicate_reactions": len(ok) - len(reacted),
         # PUTs that reached Discord although the pacer's deadline counted them as dropped (stale).
-        "delivered_but_counted_dropped": max(0, len(ok) - result["sent_total"]), "unmatched_reactions": sum(mid not in pushes for mid, _ in ok),
+        "delivered_but_counted_dropped": max(0, len(ok) - result["sent_total"]),
+        "unmatched_reactions": sum(mid not in pushes for mid, _ in ok),
         "reactions_per_s": len(ok) / max(1e-9, result["load_seconds"] + result["drain_seconds"]),
         "latency_p50_s": percentile(latencies, 50), "latency_p99_s": percentile(latencies, 99),
         "latency_median_s": median(latencies), "latency_max_s": max(latencies, default=float("nan")),

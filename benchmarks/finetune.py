@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20.0, help="messages per second in the latency runs (default 20)")
     p.add_argument("--seconds", type=float, default=15.0, help="seconds of load per latency phase (default 15)")
     p.add_argument("--inference-threads", type=int, default=1, help="torch threads of the inference worker")
-    p.add_argument("--quantize", default="auto", choices=["auto", "int8", "none"], help="the worker's model (as the bot)")
+    p.add_argument("--quantize", default="auto", choices=["auto", "int8", "none"],
+                   help="the worker's model (as the bot)")
     p.add_argument("--configs", default="1:10,1:0,2:0",
                    help="training settings to try under load, THREADS:NICE comma-separated (default 1:10,1:0,2:0)")
     p.add_argument("--skip-throughput", action="store_true")
@@ -70,7 +71,12 @@ def minilm_source() -> tuple[str | None, str]:
 def build_model(folder: Path, texts: list[str]) -> str:
     """A 13-label (seed13) MiniLM-L6 classifier saved to ``folder``; returns what its weights are."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+    )
 
     from model.labels import SEED13
 
@@ -215,13 +221,13 @@ async def bench_latency(model_dir: Path, chat: list[str], corrections: list[tupl
             training = asyncio.Event()
             steps: list[tuple[float, int]] = []
 
-            async def follow() -> None:
+            async def follow(job: TrainingJob, steps: list[tuple[float, int]], training: asyncio.Event) -> None:
                 async for event in job.events():
                     if event.kind == "progress":
                         steps.append((time.perf_counter(), event.step))
                         training.set()
 
-            follower = asyncio.create_task(follow())
+            follower = asyncio.create_task(follow(job, steps, training))
             t_start = time.perf_counter()
             await asyncio.wait_for(training.wait(), timeout=300)
             startup = time.perf_counter() - t_start
@@ -297,7 +303,8 @@ def print_table(report: dict) -> None:
               f"{r['examples_per_s']:.1f} examples/s | >= 55 ({ok}) |")
     for r in report.get("latency", []):
         if r["phase"] == "quiet":
-            print(f"| inference quiet, p50 / p90 / p99 | {r['p50_ms']:.1f} / {r['p90_ms']:.1f} / {r['p99_ms']:.1f} ms | |")
+            print(f"| inference quiet, p50 / p90 / p99 | "
+                  f"{r['p50_ms']:.1f} / {r['p90_ms']:.1f} / {r['p99_ms']:.1f} ms | |")
         else:
             ok = "ok" if r["p90_vs_quiet"] <= 3 else "MISSED"
             print(f"| inference, {r['phase']}, p50 / p90 / p99 | {r['p50_ms']:.1f} / {r['p90_ms']:.1f} / "

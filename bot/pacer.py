@@ -13,8 +13,8 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import discord
 
@@ -137,7 +137,8 @@ class ReactionPacer:
             raise
         except discord.Forbidden:
             self.stats.failed += 1
-            self._warn_once(channel_id, 403, "missing permission to add reactions in channel %s; skipping its reactions")
+            self._warn_once(channel_id, 403,
+                            "missing permission to add reactions in channel %s; skipping its reactions")
         except discord.NotFound:
             self.stats.failed += 1
             self._warn_once(channel_id, 404, "message gone in channel %s (deleted?); its reaction was skipped")

@@ -7,9 +7,10 @@ Progress bars in a terminal are tqdm's (:class:`TerminalProgress`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import IO, Callable
+from typing import IO
 
 from model.labels import emoji_for
 from model.progress import TrainingEvent
@@ -48,7 +49,8 @@ def top_lines(prediction, m: Markup, k: int = TOP_K, width: int = 12) -> list[st
 
 def prediction_lines(prediction, m: Markup, k: int = TOP_K) -> list[str]:
     """The chosen label and the model that chose it, then the top ``k``."""
-    head = f"{emoji_for(prediction.label)}  {m.bold(prediction.label)} ({prediction.score:.1%}) · model {prediction.version}"
+    head = (f"{emoji_for(prediction.label)}  {m.bold(prediction.label)} ({prediction.score:.1%})"
+            f" · model {prediction.version}")
     return [head, *("   " + line for line in top_lines(prediction, m, k))]
 
 
@@ -87,7 +89,8 @@ def metrics_line(name: str, metrics: dict) -> str:
         return f"{name}: not evaluated"
     line = f"{name}: accuracy {metrics.get('accuracy', 0):.3f} · macro-F1 {metrics.get('macro_f1', 0):.3f}"
     if "replay_macro_f1" in metrics:
-        line += f" (replay: macro-F1 {metrics['replay_macro_f1']:.3f}, accuracy {metrics.get('replay_accuracy', 0):.3f})"
+        line += (f" (replay: macro-F1 {metrics['replay_macro_f1']:.3f},"
+                 f" accuracy {metrics.get('replay_accuracy', 0):.3f})")
     return line
 
 
@@ -130,7 +133,8 @@ def model_info(info, m: Markup) -> str:
                  f"{meta.get('parent') or 'base'}), serving {m.bold(info.serving_version)} on {info.device}.",
                  metrics_line("before", metrics.get("before") or {}),
                  metrics_line("after", metrics.get("after") or {})]
-    lines.append(f"{info.corrections} corrections since then." if info.since else f"{info.corrections} corrections stored.")
+    lines.append(f"{info.corrections} corrections since then." if info.since
+                 else f"{info.corrections} corrections stored.")
     if info.versions:
         lines.append("Versions: " + ", ".join(info.versions))
     return "\n".join(lines)

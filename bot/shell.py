@@ -29,9 +29,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, ClassVar
 
 from bot import render
 from bot.services import Actor, Refusal, Services
@@ -76,7 +77,7 @@ class LineReader:
         self._queue: asyncio.Queue[str | None] | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "LineReader":
+    def start(self) -> LineReader:
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._thread = threading.Thread(target=self._run, args=(loop,), name="shell-stdin", daemon=True)
@@ -153,7 +154,7 @@ class Shell:
         self._last_id = 0
 
     @classmethod
-    async def open(cls, settings: Any, classifier: Any, **options: Any) -> "Shell":
+    async def open(cls, settings: Any, classifier: Any, **options: Any) -> Shell:
         from bot.store import GuildSettings, Store
         from model.worker import InferenceWorker
 
@@ -291,7 +292,7 @@ class Shell:
             progress.close()
         self.say(*render.retrain_outcome(outcome, render.PLAIN).splitlines())
 
-    COMMANDS: dict[str, Callable[..., Any]] = {
+    COMMANDS: ClassVar[dict[str, Callable[..., Any]]] = {
         "help": cmd_help, "?": cmd_help, "quit": cmd_quit, "exit": cmd_quit, "labels": cmd_labels,
         "correct": cmd_correct, "mood": cmd_mood, "retrain": cmd_retrain,
     }

@@ -10,9 +10,9 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -52,9 +52,11 @@ def resolve_device(setting: str | None = None) -> torch.device:
         raise ModelLoadError(f"unknown device {setting!r}: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {setting!r} was asked for but CUDA is not available: set the device to cpu or auto")
+            raise ModelLoadError(f"device {setting!r} was asked for but CUDA is not available: "
+                                 "set the device to cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ModelLoadError(f"device {setting!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise ModelLoadError(f"device {setting!r} does not exist: "
+                                 f"this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -98,7 +100,8 @@ def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 def _version_from_metadata(folder: Path) -> str:
     """The registry's version name from ``emotion_machine.json``; the folder name if it is missing or bad."""
     try:
-        return str(json.loads((folder / "emotion_machine.json").read_text(encoding="utf-8")).get("version") or folder.name)
+        meta = json.loads((folder / "emotion_machine.json").read_text(encoding="utf-8"))
+        return str(meta.get("version") or folder.name)
     except (OSError, ValueError, AttributeError):
         return folder.name
 
@@ -132,7 +135,7 @@ class Classifier:
 
     @classmethod
     def load(cls, source: str | os.PathLike, *, device: str | None = None, version: str = "",
-             quantize: str = "none", max_length: int = MAX_LENGTH) -> "Classifier":
+             quantize: str = "none", max_length: int = MAX_LENGTH) -> Classifier:
         """Load from a hub id or a local ``save_pretrained`` folder.
 
         Every failure becomes one :class:`ModelLoadError` whose message names the fix.

@@ -19,11 +19,12 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from datasets import Dataset, Features, Sequence as SequenceFeature, Value, concatenate_datasets
+from datasets import Dataset, Features, Value, concatenate_datasets
+from datasets import Sequence as SequenceFeature
 
 from model.labels import LABEL_SETS, map_label
 
@@ -104,7 +105,8 @@ def load_csv(path: str | os.PathLike) -> Dataset:
         reader = csv.DictReader(f)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         if "text" not in header or "label" not in header:
-            raise DataError(f"{path}:1: the header must name the columns 'text' and 'label' (found {reader.fieldnames})")
+            raise DataError(f"{path}:1: the header must name the columns 'text' and 'label' "
+                            f"(found {reader.fieldnames})")
         reader.fieldnames = header
         try:
             return _collect((f"{path}:{reader.line_num}", row.get("text"), row.get("label")) for row in reader)
@@ -151,7 +153,8 @@ def goemotions_rows(folder: str | os.PathLike, split: str = "train") -> Iterator
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder (expected the GoEmotions folder with labels.txt and {split}.tsv)")
-    names = [ln.strip() for ln in _existing_file(folder / "labels.txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    label_lines = _existing_file(folder / "labels.txt").read_text(encoding="utf-8").splitlines()
+    names = [ln.strip() for ln in label_lines if ln.strip()]
     path = _existing_file(folder / f"{split}.tsv")
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -164,7 +167,8 @@ def goemotions_rows(folder: str | os.PathLike, split: str = "train") -> Iterator
             try:
                 row_names = [names[int(x)] for x in parts[1].split(",") if x.strip()]
             except (ValueError, IndexError):
-                raise DataError(f"{path}:{line_no}: label ids {parts[1]!r} are not ids 0..{len(names) - 1} of labels.txt") from None
+                raise DataError(f"{path}:{line_no}: label ids {parts[1]!r} "
+                                f"are not ids 0..{len(names) - 1} of labels.txt") from None
             yield parts[0].strip(), row_names
 
 
@@ -269,7 +273,8 @@ def target_for(labels: Sequence[str]) -> str:
     """
     have = set(labels)
     for target in ("goemotions", "seed13", "ekman"):
-        outputs = set(LABEL_SETS[target]) if target == "goemotions" else {map_label(g, target) for g in LABEL_SETS["goemotions"]}
+        outputs = (set(LABEL_SETS[target]) if target == "goemotions"
+                   else {map_label(g, target) for g in LABEL_SETS["goemotions"]})
         if outputs <= have:
             return target
     raise DataError(
@@ -340,7 +345,8 @@ def load_rows(source: str, split: str, target: str, *, multi_label: bool) -> Dat
         hub = is_hub_source(str(source))
         raw = goemotions_hub_rows(split) if hub else goemotions_rows(source, split)
         texts, labels = _mapped_rows(
-            raw, lambda names: sorted({m for m in (map_label(n, target) for n in names) if m is not None}, key=order.get),
+            raw,
+            lambda names: sorted({m for m in (map_label(n, target) for n in names) if m is not None}, key=order.get),
             f"{source} ({split})", f"no {target} label")
         ds = _rows(texts, labels)
     elif goemotions or not multi_label:

@@ -14,6 +14,11 @@ DEFAULT_MODEL = "boltuix/bert-emotion"
 #: Tokens per text: chat messages are short, and 64 keeps batches cheap on CPU.
 MAX_LENGTH = 64
 
+#: The losses ``train`` knows (:mod:`model.losses` implements them), by model type.
+LOSSES = ("ce", "bce", "weighted-bce", "focal")
+MULTI_LABEL_LOSSES = ("bce", "weighted-bce", "focal")
+SINGLE_LABEL_LOSSES = ("ce", "focal")
+
 
 def option(default: Any, help: str, **argparse_options: Any) -> Any:
     """A dataclass field with its command-line help (and aliases, choices), declared once.

@@ -18,16 +18,18 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
 
 from model import data
 from model.data import load_rows, multi_hot
-from model.defaults import TrainerKnobs, option
+from model.defaults import TrainerKnobs
+from model.eval_config import EvalConfig
 from model.hf import predict_logits, prepare_run
 from model.labels import GOEMOTIONS, LABEL_SETS, MAPPINGS
 from model.metrics import (
@@ -45,31 +47,6 @@ NONE_COLUMN = "(none)"
 
 class EvalError(RuntimeError):
     """Evaluation cannot run as asked; the message says what to change."""
-
-
-@dataclass
-class EvalConfig:
-    """Every knob of ``emotion-machine eval``."""
-
-    model: str = option(None, "model folder (a registry version folder) or hub id", required=True)
-    data: str = option(None, "GoEmotions folder, the hub name, a .csv or a .jsonl", required=True)
-    split: str = option("test", "split of a GoEmotions source")
-    labels: str | None = option(None, "how GoEmotions labels map onto the model's: goemotions, ekman, seed13 "
-                                      "(default: from the model's labels)", choices=sorted(LABEL_SETS))
-    group: str | None = option(None, "also score a 28-label GoEmotions model's probabilities grouped into this "
-                                     "set (max over members)", choices=sorted(MAPPINGS))
-    group_how: str = option("max", "how member probabilities combine into a group's", choices=["max", "noisy-or"])
-    thresholds: str = option("tune", "multi-label: tune per-label thresholds on dev (and save them with the model), "
-                                     "or use the stored ones (0.5 where none)", choices=["tune", "stored"])
-    save_thresholds: bool = option(True, "write tuned thresholds into the model's config (--no-save-thresholds: "
-                                         "don't)")
-    out: str | None = option(None, "report folder for report.json, report.txt, confusion.png, confusion.txt "
-                                   "(default: data/eval/<model>-<split>)")
-    batch_size: int = option(128, "examples per inference batch")
-    max_length: int = option(64, "tokens per text")
-    limit: int = option(0, "> 0 scores only the first N rows (smoke runs)")
-    torch_threads: int | None = option(None, "torch threads (default: every core)", aliases=["--threads"])
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda")
 
 
 # --------------------------------------------------------------------------- predictions
@@ -143,7 +120,7 @@ def confusion_text(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str])
     lines = [header.ljust(name_w) + "".join(str(i).rjust(width) for i in range(len(cols)))]
     for i, r in enumerate(rows):
         num = index.get(r, "")
-        lines.append(f"{str(num):>2} {r}".ljust(name_w) + "".join(str(int(v)).rjust(width) for v in matrix[i]))
+        lines.append(f"{num!s:>2} {r}".ljust(name_w) + "".join(str(int(v)).rjust(width) for v in matrix[i]))
     extra = [f"{i:>2} {c}" for i, c in enumerate(cols) if c not in rows]
     if extra:
         lines.append("columns not in the rows: " + ", ".join(s.strip() for s in extra))
@@ -206,7 +183,8 @@ def _score(probs: np.ndarray, rows: list[list[str]], labels: list[str], multi_la
     if multi_label:
         gold = multi_hot(rows, labels)
         predicted = above_thresholds(probs, thresholds, labels)
-        return multi_label_scores(gold, predicted, labels), confusion_multi(gold, predicted), labels, [*labels, NONE_COLUMN]
+        return (multi_label_scores(gold, predicted, labels), confusion_multi(gold, predicted),
+                labels, [*labels, NONE_COLUMN])
     gold_names = [names[0] for names in rows]
     predicted_names = [labels[i] for i in probs.argmax(-1)]
     return (single_label_scores(gold_names, predicted_names, labels),
@@ -272,7 +250,8 @@ def run(config: EvalConfig) -> dict[str, Any]:
                     model.config.save_pretrained(folder)
                     note += f", saved to {folder / 'config.json'}"
             elif config.thresholds == "tune":
-                note += " (no dev split to tune on)" if config.split != "dev" else " (not tuned on the split being scored)"
+                note += (" (no dev split to tune on)" if config.split != "dev"
+                         else " (not tuned on the split being scored)")
 
         # 5. scores and confusion matrix
         scores, matrix, row_names, col_names = _score(probs, rows["labels"], labels, multi_label, thresholds)
@@ -289,7 +268,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
             g_rows = group_rows(rows["labels"], config.group)
             g_thresholds, g_note = None, "argmax of the grouped probabilities"
             if multi_label:
-                g_thresholds, g_note = {lb: 0.5 for lb in g_labels}, "0.5 (no dev split to tune on)"
+                g_thresholds, g_note = dict.fromkeys(g_labels, 0.5), "0.5 (no dev split to tune on)"
                 if dev_rows is not None:
                     g_dev, _ = group_probabilities(dev_probs, labels, config.group, config.group_how)
                     g_thresholds = tune_thresholds(g_dev, multi_hot(group_rows(dev_rows["labels"], config.group),
@@ -301,7 +280,8 @@ def run(config: EvalConfig) -> dict[str, Any]:
                 f"{Path(config.model).name}: {config.split}, grouped into {config.group}"))
             (out_dir / f"confusion_{config.group}.txt").write_text(confusion_text(g_matrix, g_r, g_c), encoding="utf-8")
             files["group_confusion_txt"] = str(out_dir / f"confusion_{config.group}.txt")
-            group = {"set": config.group, "labels": g_labels, "how": f"{config.group_how} over each group's member probabilities",
+            group = {"set": config.group, "labels": g_labels,
+                     "how": f"{config.group_how} over each group's member probabilities",
                      "thresholds": g_thresholds, "thresholds_source": g_note,
                      "metrics": {k: v for k, v in g_scores.items() if k != "per_label"},
                      "per_label": g_scores["per_label"], "confusion": g_matrix.tolist()}
@@ -357,5 +337,14 @@ def report_text(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["EvalConfig", "EvalError", "run", "predict_probabilities", "tune_thresholds",
-           "group_probabilities", "single_label_scores", "multi_label_scores", "plot_confusion"]
+__all__ = [
+    "EvalConfig",
+    "EvalError",
+    "group_probabilities",
+    "multi_label_scores",
+    "plot_confusion",
+    "predict_probabilities",
+    "run",
+    "single_label_scores",
+    "tune_thresholds",
+]

@@ -19,9 +19,10 @@ import re
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -93,7 +94,7 @@ def split_holdout(ds: Dataset, fraction: float, min_texts: int, seed: int) -> tu
     held: list[str] = []
     for label in sorted(by_label):
         texts = by_label[label]
-        k = min(len(texts) - 1, int(round(len(texts) * fraction)))
+        k = min(len(texts) - 1, round(len(texts) * fraction))
         if k > 0:
             held.extend(texts[i] for i in rng.permutation(len(texts))[:k])
     if not held:
@@ -318,7 +319,8 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
                                  "holdout": summary["holdout"], "replay": summary["replay_examples"],
                                  "replay_validation": len(replay_val) if replay_val is not None else 0},
                     "hyperparameters": _hyperparameters(config),
-                    "metrics": {"before": before, "after": after, "train_loss": round(float(train_output.training_loss), 6),
+                    "metrics": {"before": before, "after": after,
+                                "train_loss": round(float(train_output.training_loss), 6),
                                 "deployed": deployed, "reason": reason},
                     "labels": labels, "multi_label": multi_label, "loss": loss_kind,
                     **({"pos_weight": {lb: round(float(w), 4) for lb, w in zip(labels, pos_weight)}}

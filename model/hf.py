@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,7 +151,8 @@ class ProgressEvents(TrainerCallback):
 
 def make_trainer(model, tokenizer, knobs: TrainerKnobs, output_dir: str, *, train: Dataset | None = None,
                  callbacks: Sequence[TrainerCallback] = (), loss_fn: LossFn | None = None,
-                 dev: Dataset | None = None, compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
+                 dev: Dataset | None = None,
+                 compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
                  eval_every: float = 1.0, best_metric: str = "macro_f1") -> Trainer:
     """A Trainer with dynamic padding and quiet progress (the tqdm bar, if on, without a line per log).
 

@@ -30,7 +30,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from model.progress import TrainingEvent
 
@@ -82,7 +83,8 @@ def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: An
         if config.get("torch_threads"):
             torch.set_num_threads(int(config["torch_threads"]))
         cfg = finetune.FinetuneConfig(**config)
-        result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e.as_dict())), should_stop=stop.is_set)
+        result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e.as_dict())),
+                              should_stop=stop.is_set)
         out.put(("result", dataclasses.asdict(result)))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         from model.finetune import FinetuneCancelled

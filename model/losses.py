@@ -7,15 +7,15 @@ fine-tuned with plain BCE drifts its rare labels' probabilities, and so its thre
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from transformers import Trainer
 
-LOSSES = ("ce", "bce", "weighted-bce", "focal")
-MULTI_LABEL_LOSSES = ("bce", "weighted-bce", "focal")
-SINGLE_LABEL_LOSSES = ("ce", "focal")
+from model.defaults import LOSSES, MULTI_LABEL_LOSSES, SINGLE_LABEL_LOSSES
+
+__all__ = ["LOSSES", "MULTI_LABEL_LOSSES", "SINGLE_LABEL_LOSSES", "LossError", "LossTrainer", "make_loss"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

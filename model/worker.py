@@ -13,10 +13,12 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING
 
-from model.classifier import Classifier, Prediction
+if TYPE_CHECKING:  # the worker runs any classifier; importing this module must not load torch
+    from model.classifier import Classifier, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class InferenceWorker:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> "InferenceWorker":
+    def start(self) -> InferenceWorker:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
             self._thread.start()

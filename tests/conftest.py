@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import os
 
-import contextlib
-
 import pytest
 import pytest_asyncio
 
@@ -11,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.tiny import build_tiny_model  # noqa: E402
+from tests.helpers.tiny import build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,27 +53,9 @@ def simcord_bot(bot_settings, happy_classifier):
     return EmotionBot(bot_settings, happy_classifier, store_options={"flush_interval": 0.01})
 
 
-@contextlib.asynccontextmanager
-async def running(bot, **options):
-    """``simcord.run`` that also closes the bot: simcord detaches it but never calls ``close()``,
-    which would leave the store's SQLite thread (non-daemon) and the worker running."""
-    import simcord
-
-    env = simcord.Env(bot, **options)
-    await env.start()
-    try:
-        with env.time_context():
-            yield env
-    finally:
-        await env.shutdown()
-        await bot.close()
-        if env.check_errors:
-            env.raise_errors()
-
-
 @pytest_asyncio.fixture
 async def simcord_env(simcord_bot, request):
-    """simcord's own fixture, plus closing the bot (see :func:`running`)."""
+    """simcord's own fixture, plus closing the bot (see :func:`tests.helpers.worlds.running`)."""
     import simcord
 
     marker = request.node.get_closest_marker("simcord")

@@ -67,7 +67,8 @@ def run_import(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         raise CommandError(f"{exc} (or pass --labels seed13|goemotions|ekman)") from None
     try:
-        report = asyncio.run(_with_store(loaded.db_path, lambda store: import_examples(store, args.file, labels=labels)))
+        report = asyncio.run(
+            _with_store(loaded.db_path, lambda store: import_examples(store, args.file, labels=labels)))
     except (StoreError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     for line, why in report.errors:

@@ -10,8 +10,7 @@ import argparse
 import asyncio
 import sys
 
-from bot.cli.common import (EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_USAGE, CommandError, from_namespace,
-                            settings)
+from bot.cli.common import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_USAGE, CommandError, from_namespace, settings
 from bot.services.retraining import TrainingOverrides
 
 
@@ -26,7 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "compare it with the current model on held-out corrections, and deploy it only if it is "
                     "not worse: the same flow as /retrain. Exit codes: 0 deployed, 3 trained but not deployed, "
                     "1 failed, 2 usage.")
-    p.add_argument("--force", action="store_true", help="deploy even if the gate refuses or there is nothing to evaluate on")
+    p.add_argument("--force", action="store_true",
+                   help="deploy even if the gate refuses or there is nothing to evaluate on")
     p.add_argument("--db", metavar="PATH", help="database file (default: EMOTION_DB)")
     p.set_defaults(func=run_finetune)
 
@@ -116,7 +116,7 @@ def run_models_list(args: argparse.Namespace) -> int:
         examples = (meta.get("examples") or {}).get("corrections", "-") if isinstance(meta.get("examples"), dict) \
             else meta.get("examples", "-")
         mark = "*" if v.name == current else " "
-        print(f"{mark} {v.name:<8} {v.created:<26} {str(meta.get('parent') or '-'):<7} {str(examples):>8}  "
+        print(f"{mark} {v.name:<8} {v.created:<26} {meta.get('parent') or '-'!s:<7} {examples!s:>8}  "
               f"{f1:<24} {after.get('eval_set', '-')}")
     if current and current not in {v.name for v in versions}:
         print(f"warning: current points at {current}, which is missing: run `models rollback VERSION`", file=sys.stderr)

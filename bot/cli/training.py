@@ -1,7 +1,7 @@
 """``emotion-machine train``, ``soup`` and ``eval``: train a model on a corpus, average models, measure one.
 
-The options are the recipe dataclasses' fields (:class:`model.train.TrainConfig`,
-:class:`model.evaluate.EvalConfig`), declared there once with their help and defaults.
+The options are the recipe dataclasses' fields (:class:`model.train_config.TrainConfig`,
+:class:`model.eval_config.EvalConfig`), declared there once with their help and defaults.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ DEPLOY_WITH_OUTPUT = "--deploy makes a registry version current; it does not app
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from model.evaluate import EvalConfig
-    from model.train import TrainConfig
+    from model.eval_config import EvalConfig
+    from model.train_config import TrainConfig
 
     p = sub.add_parser(
         "train", dataclass_types=[TrainConfig], help="train a model from a base on GoEmotions, a CSV or a JSONL",
@@ -42,7 +42,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("models", nargs="+", metavar="MODEL", help="model folders (at least two)")
     s.add_argument("--models-dir", metavar="PATH", help="registry folder (default: EMOTION_MODELS_DIR)")
     s.add_argument("--output", metavar="DIR", help="save to this folder instead of registering a version")
-    s.add_argument("--deploy", action="store_true", help="make the new version current (the bot loads it on next start)")
+    s.add_argument("--deploy", action="store_true",
+                   help="make the new version current (the bot loads it on next start)")
     s.set_defaults(func=run_soup)
 
     e = sub.add_parser(

@@ -54,7 +54,8 @@ class Admin(commands.Cog):
 
     # -- /retrain -----------------------------------------------------------------------------------
 
-    @app_commands.command(name="retrain", description="Fine-tune the model on the corrections members made (Manage Server)")
+    @app_commands.command(name="retrain",
+                          description="Fine-tune the model on the corrections members made (Manage Server)")
     @app_commands.describe(force="Deploy even if the new model is not better on the held-out corrections")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()

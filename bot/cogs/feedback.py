@@ -154,7 +154,8 @@ class CorrectionView(discord.ui.View):
 
     def header(self) -> str:
         page = f" (page {self.page + 1}/{self.pages})" if self.pages > 1 else ""
-        return f"I tagged this message {render.label(self.current, render.DISCORD)}. What emotion does it express?{page}"
+        return (f"I tagged this message {render.label(self.current, render.DISCORD)}. "
+                f"What emotion does it express?{page}")
 
     def build(self) -> None:
         self.clear_items()

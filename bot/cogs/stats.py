@@ -115,7 +115,8 @@ class Stats(commands.Cog):
             where_md = f"**{discord.utils.escape_markdown(where)}**"
         else:
             where, where_md = f"#{channel.name}", channel.mention
-        await self._answer(interaction, report, title=f"Mood in {where}, {report.period}", heading=f"Mood in {where_md}",
+        await self._answer(interaction, report, title=f"Mood in {where}, {report.period}",
+                           heading=f"Mood in {where_md}",
                            nothing=f"No tagged messages in {where_md} in {report.period}.", ephemeral=ephemeral)
 
     @app_commands.command(name="mood-me",

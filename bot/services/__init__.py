@@ -17,7 +17,7 @@ from bot.services.privacy import PrivacyService
 from bot.services.retraining import RetrainingService
 from bot.services.tagging import TaggingService
 
-__all__ = ["Actor", "NotAllowed", "Refusal", "Serving", "Services"]
+__all__ = ["Actor", "NotAllowed", "Refusal", "Services", "Serving"]
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Services:
     guild_config: GuildConfigService
 
     @classmethod
-    def build(cls, settings, store, worker) -> "Services":
+    def build(cls, settings, store, worker) -> Services:
         serving = Serving(worker)
         return cls(serving=serving, tagging=TaggingService(settings, store, serving),
                    correcting=CorrectingService(store, serving),

@@ -35,7 +35,7 @@ class Actor:
     name: str = ""
 
     @classmethod
-    def operator(cls, name: str = "operator") -> "Actor":
+    def operator(cls, name: str = "operator") -> Actor:
         return cls(user_id=0, guild_id=None, can_manage=True, name=name)
 
     def require_manager(self, what: str) -> None:

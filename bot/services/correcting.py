@@ -8,8 +8,8 @@ Discord stays in the front end, which gets back what was shown and what is right
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from bot.services.common import Actor, Refusal
 from bot.store import Correction

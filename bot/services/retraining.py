@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import Any
 
 from bot.services.common import Actor, Refusal, Serving
 from model.finetune_config import FinetuneConfig, FinetuneResult
@@ -32,7 +33,8 @@ class TrainingOverrides:
     Declared once: the CLI's ``finetune`` and ``shell`` options are these fields (HfArgumentParser).
     """
 
-    epochs: float | None = field(default=None, metadata={"help": "passes over the data (default: EMOTION_FINETUNE_EPOCHS, else 5)"})
+    epochs: float | None = field(default=None, metadata={
+        "help": "passes over the data (default: EMOTION_FINETUNE_EPOCHS, else 5)"})
     learning_rate: float | None = field(default=None, metadata={
         "aliases": ["--lr"], "help": "learning rate (default: EMOTION_FINETUNE_LR, else 3e-5)"})
     batch_size: int | None = field(default=None, metadata={
@@ -89,7 +91,7 @@ class ModelInfo:
 class RetrainRun:
     """One training run in its child process: follow its events, cancel it, then :meth:`finish`."""
 
-    def __init__(self, service: "RetrainingService", job: TrainingJob, examples: int, config: FinetuneConfig,
+    def __init__(self, service: RetrainingService, job: TrainingJob, examples: int, config: FinetuneConfig,
                  started_by: str, previous: str | None) -> None:
         self.service, self.job, self.examples, self.config = service, job, examples, config
         self.started_by = started_by
@@ -99,7 +101,7 @@ class RetrainRun:
     def running(self) -> bool:
         return self.job.running
 
-    def start(self) -> "RetrainRun":
+    def start(self) -> RetrainRun:
         """Start the training process; a Refusal when another run is going."""
         current = self.service.running
         if current is not None and current is not self and current.running:

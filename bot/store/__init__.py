@@ -23,11 +23,11 @@ from .schema import SCHEMA_VERSION, migrations, split_sql
 from .sqlite import Store
 
 __all__ = [
+    "SCHEMA_VERSION",
+    "SOURCES",
     "Correction",
     "GuildSettings",
     "PredictionRow",
-    "SCHEMA_VERSION",
-    "SOURCES",
     "Store",
     "StoreError",
     "StoreProtocol",

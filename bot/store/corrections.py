@@ -81,7 +81,7 @@ _COUNT_TRAINING_EXAMPLES = f"SELECT COUNT(*) FROM ({_TRAINING_EXAMPLES})"
 def _params(c: Correction, now: float) -> tuple[Any, ...]:
     """The row for _INSERT, from a checked correction; an unset ``created_at`` is ``now``."""
     values = _values(c)
-    return values if c.created_at is not None else values[:-1] + (now,)
+    return values if c.created_at is not None else (*values[:-1], now)
 
 
 def _filters(since: float | None, guild_id: int | None) -> dict[str, Any]:

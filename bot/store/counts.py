@@ -105,7 +105,7 @@ class CountsStore(PredictionStore, CorrectionStore):
             rows = await self._read("count labels", _LABEL_COUNTS_ALL)
         else:
             rows = await self._read("count labels", _LABEL_COUNTS_GUILD, (int(guild_id),))
-        return {label: n for label, n in rows}
+        return dict(rows)
 
     async def stats(self) -> dict[str, Any]:
         """Totals for an "about" command (model versions: see ``model.registry``)."""

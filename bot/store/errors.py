@@ -55,11 +55,10 @@ def translate_error(exc: sqlite3.Error, path: str, action: str) -> StoreError:
     """Turn a raw sqlite3 error into a StoreError with a sentence a human can act on."""
     text = str(exc)
     lowered = text.lower()
-    for needle, reason, explanation in _ERROR_KINDS:
-        if needle in lowered:
-            break
-    else:
-        reason, explanation = "error", "SQLite reported an error"
+    reason, explanation = next(
+        ((reason, explanation) for needle, reason, explanation in _ERROR_KINDS if needle in lowered),
+        ("error", "SQLite reported an error"),
+    )
     return StoreError(
         f"Could not {action} ({path}): {explanation}. [SQLite: {text}]",
         path=path,

@@ -13,8 +13,7 @@ from bot.cli import build_parser
 from bot.cli import shell as cli_shell
 from model.labels import SEED13
 from model.registry import Registry
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def run_shell(tmp_path: Path, model_dir: Path, lines: list[str], *options: str) -> subprocess.CompletedProcess:

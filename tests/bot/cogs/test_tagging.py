@@ -11,18 +11,12 @@ import pytest
 import simcord
 from simcord.enums import MessageType
 
-from tests.conftest import running
-
-
-def reactions(message) -> list[tuple[str, int]]:
-    return [(str(r.emoji), r.count) for r in message.reactions]
+from tests.helpers import build_guild, reactions, running
 
 
 async def test_member_message_gets_the_top_emoji_and_a_prediction_row(simcord_env):
     env = simcord_env
-    guild = env.create_guild("Main")
-    general = guild.create_text_channel("general")
-    alice = guild.add_member(env.create_user("alice"))
+    guild, general, alice = build_guild(env, manager=None)
     msg = await alice.send(general, "I'm so happy with my new phone!")
     assert reactions(msg) == [("😄", 1)]
     row = await env.bot.store.get_prediction(msg.id)
@@ -38,14 +32,16 @@ HAPPY = "😄"
 
 @pytest.fixture
 def world(simcord_env):
-    env = simcord_env
-    guild = env.create_guild("Main")
-    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
-    general = guild.create_text_channel("general")
-    random = guild.create_text_channel("random")
-    alice = guild.add_member(env.create_user("alice"))
-    mod = guild.add_member(env.create_user("mod"), roles=[mods])
-    return env, guild, general, random, alice, mod
+    return (simcord_env, *build_guild(simcord_env, channels=("general", "random")))
+
+
+@pytest.fixture
+async def thread(world):
+    """A thread in #general that the bot has seen created."""
+    env, guild, general, random, alice, mod = world
+    made = new_thread(env, guild, general, alice)
+    await env.settle()
+    return made
 
 
 def reaction_puts(env, message_id=None) -> list[str]:
@@ -197,10 +193,8 @@ async def test_threads_and_forum_posts_are_tagged(world):
 
 # --------------------------------------------------------------------------- server settings
 
-async def test_a_channel_turned_off_is_not_tagged_nor_its_threads(world):
+async def test_a_channel_turned_off_is_not_tagged_nor_its_threads(world, thread):
     env, guild, general, random, alice, mod = world
-    thread = new_thread(env, guild, general, alice)
-    await env.settle()
     await config(mod, random, channel=general, tagging="off")
     await assert_untouched(env, await alice.send(general, "happy"))
     await assert_untouched(env, await alice.send(thread, "happy"))
@@ -216,10 +210,8 @@ async def test_tagging_off_without_a_channel_applies_to_the_current_one(world):
     assert reactions(await alice.send(general, "happy")) == [(HAPPY, 1)]
 
 
-async def test_a_thread_can_be_turned_off_on_its_own(world):
+async def test_a_thread_can_be_turned_off_on_its_own(world, thread):
     env, guild, general, random, alice, mod = world
-    thread = new_thread(env, guild, general, alice)
-    await env.settle()
     await config(mod, general, channel=thread, tagging="off")
     await assert_untouched(env, await alice.send(thread, "happy"))
     assert reactions(await alice.send(general, "happy")) == [(HAPPY, 1)]
@@ -295,7 +287,7 @@ async def test_reactions_off_records_predictions_without_reacting(world):
 @pytest.fixture(scope="module")
 def neutral_classifier(tmp_path_factory):
     from model.classifier import Classifier
-    from tests.tiny import build_tiny_model
+    from tests.helpers.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("neutral") / "model", confident="neutral")
     return Classifier.load(folder, device="cpu", version="neutral-v1")
@@ -306,11 +298,7 @@ async def test_neutral_is_hidden_by_default_and_shown_with_show_neutral(bot_sett
 
     bot = EmotionBot(bot_settings, neutral_classifier, store_options={"flush_interval": 0.01})
     async with running(bot) as env:
-        guild = env.create_guild("G")
-        mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
-        general = guild.create_text_channel("general")
-        alice = guild.add_member(env.create_user("alice"))
-        mod = guild.add_member(env.create_user("mod"), roles=[mods])
+        guild, general, alice, mod = build_guild(env, "G")
         msg = await alice.send(general, "ok fine")
         assert reactions(msg) == [] and reaction_puts(env) == []
         row = await bot.store.get_prediction(msg.id)
@@ -444,9 +432,7 @@ async def test_stale_reactions_are_dropped_but_predictions_kept(bot_settings, ha
     settings = dataclasses.replace(bot_settings, reaction_max_age=0.3)
     bot = EmotionBot(settings, happy_classifier, store_options={"flush_interval": 0.01})
     async with running(bot) as env:
-        guild = env.create_guild("G")
-        general = guild.create_text_channel("general")
-        alice = guild.add_member(env.create_user("alice"))
+        guild, general, alice = build_guild(env, "G", manager=None)
         n = 12
         ids = post_burst(env, general, alice, n)
         await env.settle()
@@ -553,7 +539,8 @@ async def test_opting_out_while_a_message_is_being_classified_leaves_nothing_beh
 
 async def test_a_channel_without_add_reactions_is_not_sent_a_403_per_message(world):
     env, guild, general, random, alice, mod = world
-    noreact = guild.create_text_channel("noreact", overwrites={guild.me: discord.PermissionOverwrite(add_reactions=False)})
+    noreact = guild.create_text_channel("noreact",
+                                        overwrites={guild.me: discord.PermissionOverwrite(add_reactions=False)})
     sent = [await alice.send(noreact, f"happy {i}") for i in range(4)]
     for msg in sent:
         assert await tagged(env, msg)

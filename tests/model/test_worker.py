@@ -10,7 +10,7 @@ import pytest
 
 from model.classifier import Classifier
 from model.worker import InferenceWorker, WorkerClosed
-from tests.tiny import WORDS, build_tiny_model
+from tests.helpers.tiny import WORDS, build_tiny_model
 
 
 def _texts(n: int, seed: int = 1) -> list[str]:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import discord
 import pytest
 
-from tests.conftest import running
-from tests.test_bot_tagging import reactions
+from tests.helpers import build_guild, reactions, running
 
 
 @pytest.fixture
 def world(simcord_env):
-    env = simcord_env
-    guild = env.create_guild("Main")
-    general = guild.create_text_channel("general")
-    alice = guild.add_member(env.create_user("alice"))
-    bob = guild.add_member(env.create_user("bob"))
-    return env, guild, general, alice, bob
+    return (simcord_env, *build_guild(simcord_env, members=("alice", "bob"), manager=None))
+
+
+def link(guild, channel, message) -> str:
+    return f"https://discord.com/channels/{guild.id}/{channel.id}/{message.id}"
+
+
+async def assert_refused(env, user, channel, message: str, expected: str) -> None:
+    """``/correct message`` by ``user`` answers with ``expected`` and stores no correction."""
+    r = await user.slash(channel, "correct", message=message, emotion="anger")
+    assert expected in r.response.content
+    assert await env.bot.store.count_corrections() == 0
 
 
 async def test_correct_by_id_stores_the_correction_and_swaps_the_reaction(world):
@@ -33,8 +38,7 @@ async def test_correct_by_id_stores_the_correction_and_swaps_the_reaction(world)
 async def test_correct_by_link_and_case_insensitive_label(world):
     env, guild, general, alice, bob = world
     msg = await alice.send(general, "wow really")
-    link = f"https://discord.com/channels/{guild.id}/{general.id}/{msg.id}"
-    r = await bob.slash(general, "correct", message=link, emotion="Surprise")
+    r = await bob.slash(general, "correct", message=link(guild, general, msg), emotion="Surprise")
     assert "surprise" in r.response.content
     assert await env.bot.store.corrections_for_training() == [("wow really", "surprise")]
 
@@ -72,10 +76,7 @@ async def test_a_message_from_another_server_is_refused(world):
     elsewhere = other.create_text_channel("x")
     carol = other.add_member(env.create_user("carol"))
     foreign = await carol.send(elsewhere, "i am so happy")
-    link = f"https://discord.com/channels/{other.id}/{elsewhere.id}/{foreign.id}"
-    r = await bob.slash(general, "correct", message=link, emotion="anger")
-    assert "another server" in r.response.content
-    assert await env.bot.store.count_corrections() == 0
+    await assert_refused(env, bob, general, link(other, elsewhere, foreign), "another server")
 
 
 async def test_a_deleted_message_is_reported(world):
@@ -103,19 +104,14 @@ async def test_a_channel_the_user_cannot_read_is_refused(world):
         mods: discord.PermissionOverwrite(view_channel=True),
         guild.me: discord.PermissionOverwrite(view_channel=True)})
     hidden = await mod.send(secret, "secret plans")
-    link = f"https://discord.com/channels/{guild.id}/{secret.id}/{hidden.id}"
-    r = await bob.slash(general, "correct", message=link, emotion="anger")
-    assert "channels you can read" in r.response.content
-    assert await env.bot.store.count_corrections() == 0
+    await assert_refused(env, bob, general, link(guild, secret, hidden), "channels you can read")
 
 
 async def test_an_opted_out_authors_message_is_not_stored(world):
     env, guild, general, alice, bob = world
     msg = await alice.send(general, "hello there")
     await alice.slash(general, "emotion optout")
-    r = await bob.slash(general, "correct", message=str(msg.id), emotion="anger")
-    assert "opted out" in r.response.content
-    assert await env.bot.store.count_corrections() == 0
+    await assert_refused(env, bob, general, str(msg.id), "opted out")
 
 
 async def test_autocomplete_lists_the_models_labels(world):
@@ -140,15 +136,12 @@ async def test_context_menu_pages_label_sets_larger_than_25(tmp_path, bot_settin
     from bot.client import EmotionBot
     from model.classifier import Classifier
     from model.labels import GOEMOTIONS
-    from tests.tiny import build_tiny_model
+    from tests.helpers.tiny import build_tiny_model
 
     clf = Classifier.load(build_tiny_model(tmp_path / "go", GOEMOTIONS, confident="joy"), device="cpu")
     bot = EmotionBot(bot_settings, clf, store_options={"flush_interval": 0.01})
     async with running(bot) as env:
-        guild = env.create_guild("G")
-        general = guild.create_text_channel("general")
-        alice = guild.add_member(env.create_user("alice"))
-        bob = guild.add_member(env.create_user("bob"))
+        guild, general, alice, bob = build_guild(env, "G", members=("alice", "bob"), manager=None)
         msg = await alice.send(general, "thanks so much")
         r = await bob.context_menu(general, "Correct emotion", msg)
         assert "page 1/2" in r.response.content

@@ -9,32 +9,11 @@ import pytest
 from model import finetune
 from model.classifier import Classifier
 from model.data import DataError
-from model.finetune import FinetuneCancelled, FinetuneConfig, gate, split_holdout
+from model.finetune import FinetuneCancelled, gate, split_holdout
 from model.labels import GOEMOTIONS, SEED13
 from model.progress import TrainingEvent
 from model.registry import Registry
-from tests.tiny import build_tiny_model
-
-# Word-level texts the tiny vocabulary knows, three labels.
-# One keyword per label, so a model trained on some of these gets the held-out ones right too.
-TEXTS = {
-    "happiness": ["i am so happy", "happy happy today", "so happy lol", "happy thanks"],
-    "sadness": ["i am so sad", "sad sad today", "so sad sorry", "sad ugh"],
-    "anger": ["i am so angry", "angry angry today", "so angry why", "angry hate"],
-}
-
-
-@pytest.fixture(scope="session")
-def word_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("word") / "model")
-
-
-def fast(tmp_path: Path, model_dir: Path, **changes) -> FinetuneConfig:
-    """A config that overfits the tiny model in about a second, on one thread."""
-    values = dict(base=str(model_dir), models_dir=str(tmp_path / "models"), epochs=40, learning_rate=5e-3,
-                  batch_size=4, warmup=0.0, torch_threads=1, progress_interval=0.0)
-    values.update(changes)
-    return FinetuneConfig(**values)
+from tests.helpers import build_tiny_model, corrections, fast_finetune_config
 
 
 def predict(folder, texts) -> list[str]:
@@ -48,7 +27,7 @@ def test_learns_corrections_the_base_model_gets_wrong(tmp_path, word_model_dir):
     targets = [next(lb for lb in SEED13[3 * i:] if lb != p) for i, p in enumerate(before)]
     assert len(set(targets)) == 3 and all(t != p for t, p in zip(targets, before))
     events: list[TrainingEvent] = []
-    result = finetune.run([*zip(texts, targets)] * 4, fast(tmp_path, word_model_dir, force=True),
+    result = finetune.run([*zip(texts, targets)] * 4, fast_finetune_config(tmp_path, word_model_dir, force=True),
                           on_event=events.append)
 
     assert result.deployed and result.version == "v1" and "forced" in result.reason
@@ -70,7 +49,7 @@ def test_learns_corrections_the_base_model_gets_wrong(tmp_path, word_model_dir):
 
 
 def test_without_hold_out_or_replay_it_refuses_before_training(tmp_path, word_model_dir):
-    result = finetune.run([("i am so happy", "happiness")], fast(tmp_path, word_model_dir))
+    result = finetune.run([("i am so happy", "happiness")], fast_finetune_config(tmp_path, word_model_dir))
     assert not result.deployed and result.version is None
     assert "nothing to evaluate" in result.reason and "no hold-out" in result.reason
     assert Registry(tmp_path / "models").list() == []
@@ -78,20 +57,16 @@ def test_without_hold_out_or_replay_it_refuses_before_training(tmp_path, word_mo
 
 def test_labels_outside_the_model_are_refused(tmp_path, word_model_dir):
     with pytest.raises(DataError, match=r"'joy' \(1x\)"):
-        finetune.run([("i am so happy", "joy")], fast(tmp_path, word_model_dir, force=True))
-
-
-def corrections() -> list[tuple[str, str]]:
-    return [(t, label) for label, texts in TEXTS.items() for t in texts]
+        finetune.run([("i am so happy", "joy")], fast_finetune_config(tmp_path, word_model_dir, force=True))
 
 
 def test_gate_refuses_a_worse_candidate(tmp_path, word_model_dir):
     # v1 learns every text (no hold-out, forced), so it gets any hold-out of them right
-    first = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, force=True, min_holdout=100))
+    first = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, word_model_dir, force=True, min_holdout=100))
     assert first.deployed and first.version == "v1"
     # the candidate: the random base, not trained at all (lr 0); the gate compares it with v1
-    second = finetune.run(corrections(), fast(tmp_path, word_model_dir, learning_rate=0.0, epochs=1,
-                                              min_holdout=6, holdout=0.25))
+    second = finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, learning_rate=0.0,
+                                                              epochs=1, min_holdout=6, holdout=0.25))
     assert second.holdout == 3 and second.eval_set == "holdout"
     assert second.before["macro_f1"] > second.after["macro_f1"]
     assert not second.deployed and second.version is None and "worse" in second.reason
@@ -100,13 +75,14 @@ def test_gate_refuses_a_worse_candidate(tmp_path, word_model_dir):
 
 
 def test_gate_passes_a_candidate_not_worse_and_next_run_starts_from_current(tmp_path, word_model_dir):
-    first = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, min_holdout=6, holdout=0.25))
+    first = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, word_model_dir, min_holdout=6, holdout=0.25))
     assert first.eval_set == "holdout" and first.holdout == 3
     assert first.after["macro_f1"] == 1.0 > first.before["macro_f1"]  # the random base vs the keyword learner
     assert first.deployed and first.version == "v1" and "worse" not in first.reason
     # base None: start from the current version, record it as the parent; deploy=False saves only
-    second = finetune.run(corrections(), fast(tmp_path, word_model_dir, base=None, epochs=1, min_holdout=6,
-                                              holdout=0.25, save_refused=True, deploy=False))
+    second = finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, base=None, epochs=1,
+                                                              min_holdout=6, holdout=0.25, save_refused=True,
+                                                              deploy=False))
     assert second.parent == "v1" and second.base == first.path and second.version == "v2"
     assert not second.deployed and ("deploy=False" in second.reason or "worse" in second.reason)
     registry = Registry(tmp_path / "models")
@@ -114,12 +90,12 @@ def test_gate_passes_a_candidate_not_worse_and_next_run_starts_from_current(tmp_
 
 
 def test_predicted_labels_come_back_in_input_order(tmp_path, word_model_dir):
-    trained = finetune.run(corrections() * 2, fast(tmp_path, word_model_dir, force=True))
+    trained = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, word_model_dir, force=True))
     clf = Classifier.load(trained.path, device="cpu")
     texts = ["i hate this why", "i am so happy today lol", "angry", "wow this is great and good", "not ok"] * 3
     ds = finetune.to_dataset((t, "neutral") for t in texts)
-    got = finetune.predict_labels(clf.model, clf.tokenizer, ds, fast(tmp_path, word_model_dir, eval_batch_size=4),
-                                  str(tmp_path / "out"))
+    config = fast_finetune_config(tmp_path, word_model_dir, eval_batch_size=4)
+    got = finetune.predict_labels(clf.model, clf.tokenizer, ds, config, str(tmp_path / "out"))
     assert got == [p.label for p in clf.predict(texts)] and len(set(got)) > 1
 
 
@@ -159,14 +135,14 @@ def goemotions_replay(tmp_path) -> Path:
 
 
 def test_replay_is_mapped_mixed_in_and_used_by_the_gate_without_hold_out(tmp_path, word_model_dir, goemotions_replay):
-    config = fast(tmp_path, word_model_dir, epochs=2, replay=str(goemotions_replay), replay_ratio=2.0)
+    config = fast_finetune_config(tmp_path, word_model_dir, epochs=2, replay=str(goemotions_replay), replay_ratio=2.0)
     result = finetune.run(corrections()[:3], config)
     assert result.eval_set == "replay" and result.holdout == 0
     assert result.replay_examples == 6 and result.train_examples == 9
     assert result.before["examples"] == 8 and {"accuracy", "macro_f1"} <= set(result.after)
     with pytest.raises(DataError, match="replay data"):
-        finetune.run(corrections()[:3], fast(tmp_path, word_model_dir, replay=str(goemotions_replay),
-                                              replay_map="ekman"))
+        finetune.run(corrections()[:3], fast_finetune_config(tmp_path, word_model_dir, replay=str(goemotions_replay),
+                                                                  replay_map="ekman"))
 
 
 def test_should_stop_cancels_before_anything_is_saved(tmp_path, word_model_dir):
@@ -177,7 +153,8 @@ def test_should_stop_cancels_before_anything_is_saved(tmp_path, word_model_dir):
         return len(steps) > 3
 
     with pytest.raises(FinetuneCancelled):
-        finetune.run(corrections(), fast(tmp_path, word_model_dir, force=True), should_stop=stop_after_three)
+        finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, force=True),
+                     should_stop=stop_after_three)
     assert Registry(tmp_path / "models").list() == []
 
 
@@ -238,7 +215,8 @@ def test_multi_label_model_learns_corrections_with_one_hot_targets(tmp_path, mul
     texts = ["i am so happy today", "this is terrible and sad", "wow really what"]
     before = predict(multi_label_dir, texts)
     targets = [next(lb for lb in SEED13[3 * i:] if lb != p) for i, p in enumerate(before)]
-    result = finetune.run([*zip(texts, targets)] * 4, fast(tmp_path, multi_label_dir, force=True, learning_rate=1e-2))
+    result = finetune.run([*zip(texts, targets)] * 4,
+                          fast_finetune_config(tmp_path, multi_label_dir, force=True, learning_rate=1e-2))
 
     assert result.deployed and "thresholds kept from the base" in result.reason
     clf = Classifier.load(result.path, device="cpu")
@@ -258,14 +236,14 @@ def test_multi_label_fine_tune_keeps_the_loss_and_thresholds_the_base_was_traine
     (base / "emotion_machine.json").write_text(json.dumps({"recipe": {"loss": "weighted-bce"}, "pos_weight": weights}))
     config_path = base / "config.json"
     config = json.loads(config_path.read_text())
-    config["label_thresholds"] = {lb: 0.3 for lb in SEED13}
+    config["label_thresholds"] = dict.fromkeys(SEED13, 0.3)
     config_path.write_text(json.dumps(config))
 
     kind, pos_weight, source = finetune.base_loss(str(base), SEED13, True)
     assert kind == "weighted-bce" and source == "the base's training record"
     assert pos_weight.tolist() == [weights[lb] for lb in SEED13]
 
-    result = finetune.run(corrections() * 2, fast(tmp_path, base, force=True, epochs=5))
+    result = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, base, force=True, epochs=5))
     meta = Registry(tmp_path / "models").current().metadata
     assert meta["loss"] == "weighted-bce" and meta["pos_weight"]["sadness"] == 3.0
     assert Classifier.load(result.path, device="cpu").thresholds.tolist() == pytest.approx([0.3] * 13)

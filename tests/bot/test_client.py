@@ -9,9 +9,8 @@ import time
 import discord
 import pytest
 
-from tests.fake_discord import FakeDiscord, first_of
+from tests.helpers.fake_discord import TOKEN, FakeDiscord, first_of
 
-TOKEN = "MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 OTHER_TOKEN = "MTA4NzY1NDMyMTA5ODc2NTQzMw.HzYxWv.ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zy"
 HAPPY = "%F0%9F%98%84"  # 😄, as discord.py percent-encodes it in the reaction route
 RETRY_AFTER = 0.3

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 CHILD = textwrap.dedent(
     """

@@ -10,7 +10,7 @@ import torch
 
 from model.classifier import Classifier, ModelLoadError, resolve_device
 from model.labels import FALLBACK_EMOJI, SEED13, emoji_for, labels_from_config
-from tests.tiny import build_tiny_model
+from tests.helpers.tiny import build_tiny_model
 
 
 def test_loads_local_folder_with_labels_from_config(tiny_classifier):
@@ -52,7 +52,7 @@ def test_multi_label_model_uses_sigmoid_and_thresholds(tmp_path):
     assert sum(pred.scores.values()) > 1.5  # independent sigmoids, not a softmax
     assert set(pred.labels) == {lb for lb, p in pred.scores.items() if p >= 0.5}
     config = json.loads((folder / "config.json").read_text())
-    config["label_thresholds"] = {lb: 0.99 for lb in SEED13}
+    config["label_thresholds"] = dict.fromkeys(SEED13, 0.99)
     (folder / "config.json").write_text(json.dumps(config))
     assert Classifier.load(folder, device="cpu").predict(["i am so happy"])[0].labels == ()
 

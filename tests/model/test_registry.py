@@ -14,8 +14,7 @@ import pytest
 
 from model.classifier import Classifier
 from model.registry import META_FILE, Registry, RegistryError
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def save_version(registry: Registry, model_dir: Path, **meta) -> str:

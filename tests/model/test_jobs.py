@@ -11,17 +11,12 @@ import pytest
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 from model.progress import TrainingEvent
 from model.registry import Registry
-from tests.test_finetune import corrections, fast
-from tests.tiny import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def word_model_dir(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("jobs") / "model")
+from tests.helpers import corrections, fast_finetune_config
 
 
 async def test_events_stream_and_the_result_comes_back(tmp_path, word_model_dir):
-    job = TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True, epochs=3), nice=5).start()
+    config = fast_finetune_config(tmp_path, word_model_dir, force=True, epochs=3)
+    job = TrainingJob(corrections(), config, nice=5).start()
     events = [e async for e in job.events()]
     result = await job.result()
     assert result.deployed and result.version == "v1" and result.examples == 12
@@ -35,9 +30,10 @@ async def test_events_stream_and_the_result_comes_back(tmp_path, word_model_dir)
 
 
 async def test_one_job_at_a_time_and_a_killed_child_is_a_failure(tmp_path, word_model_dir):
-    first = TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True, epochs=10_000)).start()
+    endless = fast_finetune_config(tmp_path, word_model_dir, force=True, epochs=10_000)
+    first = TrainingJob(corrections(), endless).start()
     with pytest.raises(TrainingBusy, match="already running"):
-        TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True)).start()
+        TrainingJob(corrections(), fast_finetune_config(tmp_path, word_model_dir, force=True)).start()
     async for event in first.events():
         if event.kind == "progress":
             os.kill(first.pid, signal.SIGKILL)  # what the OOM killer would do
@@ -48,7 +44,7 @@ async def test_one_job_at_a_time_and_a_killed_child_is_a_failure(tmp_path, word_
 
 
 async def test_cancel_stops_training_and_deploys_nothing(tmp_path, word_model_dir):
-    job = TrainingJob(corrections(), fast(tmp_path, word_model_dir, force=True, epochs=10_000)).start()
+    job = TrainingJob(corrections(), fast_finetune_config(tmp_path, word_model_dir, force=True, epochs=10_000)).start()
     assert not TrainingJob(corrections()).cancel()  # never started: nothing to cancel
     async for event in job.events():
         if event.kind == "progress":
@@ -63,7 +59,7 @@ async def test_a_crash_in_the_child_is_training_failed(tmp_path, word_model_dir)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(word_model_dir, corrupt)
     (corrupt / "model.safetensors").write_bytes(b"not a model")
-    job = TrainingJob(corrections(), fast(tmp_path, corrupt, force=True)).start()
+    job = TrainingJob(corrections(), fast_finetune_config(tmp_path, corrupt, force=True)).start()
     with pytest.raises(TrainingFailed, match="nothing was deployed") as info:
         await job.result()
     assert "corrupt" in str(info.value) and "Traceback" in info.value.details

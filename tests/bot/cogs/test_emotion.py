@@ -12,21 +12,14 @@ from bot.permissions import NotManager
 from bot.services import Refusal
 from bot.store import GuildSettings, StoreError
 from model.labels import emoji_for
-from tests.test_bot_tagging import reactions
+from tests.helpers import build_guild, reactions, running
 
 HAPPY = "😄"
 
 
 @pytest.fixture
 def world(simcord_env):
-    env = simcord_env
-    guild = env.create_guild("Main")
-    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
-    general = guild.create_text_channel("general")
-    alice = guild.add_member(env.create_user("alice"))
-    bob = guild.add_member(env.create_user("bob"))
-    mod = guild.add_member(env.create_user("mod"), roles=[mods])
-    return env, guild, general, alice, bob, mod
+    return (simcord_env, *build_guild(simcord_env, members=("alice", "bob")))
 
 
 def acknowledge(env, exc_type) -> None:
@@ -182,14 +175,11 @@ async def test_optin_resumes_tagging(world):
 
 async def test_optout_survives_a_restart(bot_settings, happy_classifier):
     from bot.client import EmotionBot
-    from tests.conftest import running
 
     for step in ("optout", "check"):
         bot = EmotionBot(bot_settings, happy_classifier, store_options={"flush_interval": 0.01})
         async with running(bot) as env:
-            guild = env.create_guild("G")
-            general = guild.create_text_channel("general")
-            alice = guild.add_member(env.create_user("alice"))
+            guild, general, alice = build_guild(env, "G", manager=None)
             if step == "optout":
                 await alice.slash(general, "emotion optout")
                 opted_out_id = alice.id
@@ -315,16 +305,12 @@ async def test_config_changes_each_setting_and_shows_the_summary(world):
 
 async def test_config_survives_a_restart(bot_settings, happy_classifier):
     from bot.client import EmotionBot
-    from tests.conftest import running
 
     seen = []
     for step in range(2):
         bot = EmotionBot(bot_settings, happy_classifier, store_options={"flush_interval": 0.01})
         async with running(bot) as env:
-            guild = env.create_guild("G")
-            mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
-            general = guild.create_text_channel("general")
-            mod = guild.add_member(env.create_user("mod"), roles=[mods])
+            guild, general, mod = build_guild(env, "G", members=())
             if step == 0:
                 await mod.slash(general, "emotion config", channel=general, tagging="off", threshold=0.9,
                                 reactions=False)

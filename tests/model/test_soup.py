@@ -12,17 +12,17 @@ from model import soup, train
 from model.classifier import Classifier
 from model.labels import EKMAN
 from model.registry import Registry
-from tests.test_train_eval import base_dir, cli, fast, goemotions_dir  # noqa: F401 - fixtures
+from tests.helpers import cli, fast_train_config
 
 
 @pytest.fixture(scope="module")
-def two_runs(goemotions_dir, base_dir, tmp_path_factory):  # noqa: F811
+def two_runs(goemotions_dir, base_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     paths = []
     # As with the real recipe: one base and seed, other learning rates and lengths.
     for name, epochs, lr in (("a", 30, 3e-3), ("b", 40, 2e-3)):
-        config = fast(base_dir, goemotions_dir, tmp, labels="ekman", multi_label=True, epochs=epochs,
-                      learning_rate=lr, output=str(tmp / name))
+        config = fast_train_config(base_dir, goemotions_dir, tmp, labels="ekman", multi_label=True, epochs=epochs,
+                                   learning_rate=lr, output=str(tmp / name))
         paths.append(train.run(config).path)
     return paths
 
@@ -62,14 +62,13 @@ def test_a_soup_can_be_registered_and_deployed(two_runs, tmp_path):
     assert registry.get("v1").metadata["kind"] == "soup"
 
 
-def test_models_that_cannot_be_averaged_are_refused_clearly(two_runs, goemotions_dir, base_dir, tmp_path,  # noqa: F811
-                                                            capsys):
+def test_models_that_cannot_be_averaged_are_refused_clearly(two_runs, goemotions_dir, base_dir, tmp_path, capsys):
     assert cli("soup", two_runs[0], "--output", str(tmp_path / "x")) == 2
     assert "at least two models" in capsys.readouterr().err
     assert cli("soup", two_runs[0], str(tmp_path / "missing"), "--output", str(tmp_path / "x")) == 2
     assert "missing is not a model folder" in capsys.readouterr().err
-    other = train.run(fast(base_dir, goemotions_dir, tmp_path, labels="goemotions", multi_label=True, epochs=1,
-                           output=str(tmp_path / "go28"))).path
+    other = train.run(fast_train_config(base_dir, goemotions_dir, tmp_path, labels="goemotions", multi_label=True,
+                                        epochs=1, output=str(tmp_path / "go28"))).path
     assert cli("soup", two_runs[0], other, "--output", str(tmp_path / "x")) == 2
     err = capsys.readouterr().err
     assert "has labels" in err and "same base and label set" in err

@@ -9,8 +9,7 @@ import sqlite3
 import sys
 import textwrap
 
-from tests.fake_discord import FakeDiscord
-from tests.test_wire import TOKEN
+from tests.helpers.fake_discord import TOKEN, FakeDiscord
 
 LAUNCH = textwrap.dedent("""
     import sys

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import discord
 import pytest
 
 from bot.client import EmotionBot
-from tests.conftest import running
-from tests.test_bot_tagging import reactions
+from tests.helpers import build_guild, reactions, running
 
 SAD = ["i am so sad", "sad sad today", "so sad sorry", "sad ugh", "very sad"]
 ANGRY = ["i am so angry", "angry angry today", "so angry why", "angry hate", "very angry"]
@@ -23,11 +21,7 @@ def loop_settings(bot_settings):
 
 
 async def _world(env):
-    guild = env.create_guild("Main")
-    general = guild.create_text_channel("general")
-    admins = guild.create_role("Admins", permissions=discord.Permissions(manage_guild=True))
-    admin = guild.add_member(env.create_user("admin"), roles=[admins])
-    alice = guild.add_member(env.create_user("alice"))
+    guild, general, alice, admin = build_guild(env, manager="admin", role="Admins")
     return guild, general, admin, alice
 
 
@@ -129,10 +123,10 @@ async def test_a_crashed_training_deploys_nothing_and_the_bot_stays_up(loop_sett
 
 async def test_rollback_swaps_back(loop_settings, happy_classifier, tmp_path):
     from model.registry import Registry
-    from tests.tiny import build_tiny_model
+    from tests.helpers.tiny import build_tiny_model
 
     registry = Registry(loop_settings.models_dir)
-    for name, label in (("v1", "sadness"), ("v2", "anger")):
+    for label in ("sadness", "anger"):
         version, tmp = registry.allocate()
         build_tiny_model(tmp, confident=label)
         registry.commit(tmp, {"base": "tiny", "parent": None})

@@ -39,6 +39,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+#: A token shaped like a real bot token (three base64url parts) for the tests' fakes; only ever sent to 127.0.0.1.
+TOKEN = "MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
 DISCORD_EPOCH_MS = 1_420_070_400_000
 ADMIN_PERMISSIONS = ((1 << 53) - 1) & ~(1 << 3)  # every permission but ADMINISTRATOR (sent as a string)
 EVERYONE_PERMISSIONS = (1 << 6) | (1 << 10) | (1 << 11) | (1 << 16)  # add reactions, view, send, history

@@ -13,6 +13,7 @@ import simcord
 
 from bot.charts import HEIGHT_PX, WIDTH_PX
 from bot.store import PredictionRow, StoreError
+from tests.helpers import build_guild
 
 DAY = 86_400
 _ids = itertools.count(10**15)
@@ -46,13 +47,8 @@ def callback_of(env) -> dict:
 
 @pytest.fixture
 def world(simcord_env):
-    env = simcord_env
-    guild = env.create_guild("Main")
-    general = guild.create_text_channel("general")
-    random = guild.create_text_channel("random")
-    alice = guild.add_member(env.create_user("alice"))
-    bob = guild.add_member(env.create_user("bob"))
-    return env, guild, general, random, alice, bob
+    return (simcord_env, *build_guild(simcord_env, channels=("general", "random"), members=("alice", "bob"),
+                                      manager=None))
 
 
 async def test_mood_charts_the_whole_server_publicly(world):

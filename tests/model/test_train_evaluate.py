@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -14,81 +13,10 @@ from model.classifier import Classifier
 from model.data import DataError
 from model.labels import EKMAN, GOEMOTIONS, GOEMOTIONS_TO_EKMAN, GOEMOTIONS_TO_SEED13, SEED13, load_mapping_file
 from model.registry import Registry
-from tests.tiny import WORDS, build_tiny_model
+from tests.helpers import ROOT, WORDS, cli, fast_train_config, write_goemotions
+from tests.helpers.training import DEV_TEMPLATES, KEYWORDS, TEST_TEMPLATES, TRAIN_TEMPLATES, goemotions_rows
 
-REAL_GOEMOTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "goemotions"
-
-#: One keyword per GoEmotions label (all in tests/tiny.WORDS); rows are keyword + filler.
-KEYWORDS = {"joy": "happy", "sadness": "sad", "anger": "angry", "fear": "scared", "surprise": "wow",
-            "love": "love", "neutral": "ok"}
-TRAIN_TEMPLATES = ["i am so {}", "{} today", "really {} feeling", "{} {} lol", "totally {}", "feel {} today"]
-DEV_TEMPLATES = ["so {} today", "i am {} lol"]
-TEST_TEMPLATES = ["really {}", "i feel {}"]
-#: Rows with two labels: kept whole by multi-label loading, kept by single-label only when they map to one label.
-PAIRS = [("joy", "love"), ("sadness", "fear")]
-
-
-def _rows(templates: list[str]) -> list[tuple[str, list[str]]]:
-    rows = [(t.format(w, w), [lb]) for lb, w in KEYWORDS.items() for t in templates]
-    rows += [(t.format(f"{KEYWORDS[a]} {KEYWORDS[b]}", ""), [a, b]) for a, b in PAIRS for t in templates]
-    return rows
-
-
-def write_goemotions(folder: Path) -> Path:
-    """labels.txt, ekman_mapping.json and train/dev/test.tsv in GoEmotions' format."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "labels.txt").write_text("\n".join(GOEMOTIONS) + "\n", encoding="utf-8")
-    groups: dict[str, list[str]] = {}
-    for label, group in GOEMOTIONS_TO_EKMAN.items():
-        if group != "neutral":
-            groups.setdefault(group, []).append(label)
-    (folder / "ekman_mapping.json").write_text(json.dumps(groups), encoding="utf-8")
-    for split, templates in (("train", TRAIN_TEMPLATES), ("dev", DEV_TEMPLATES), ("test", TEST_TEMPLATES)):
-        lines = [f"{text}\t{','.join(str(GOEMOTIONS.index(lb)) for lb in labels)}\tid{i}"
-                 for i, (text, labels) in enumerate(_rows(templates))]
-        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def goemotions_dir(tmp_path_factory) -> Path:
-    return write_goemotions(tmp_path_factory.mktemp("goemotions") / "goemotions")
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory) -> Path:
-    """A tiny seed-13 model whose head gets replaced for whichever label set is trained.
-
-    Its word embeddings are redrawn wider (std 0.5, not BERT's 0.02) so that [CLS] depends on
-    the words, as a pretrained encoder's does; from 0.02 a 2-layer random BERT gives nearly the
-    same [CLS] for every text and a few dozen steps cannot tell the texts apart.
-    """
-    import torch
-    from transformers import BertForSequenceClassification
-
-    folder = build_tiny_model(tmp_path_factory.mktemp("base") / "model")
-    model = BertForSequenceClassification.from_pretrained(folder)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        model.bert.embeddings.word_embeddings.weight.normal_(0.0, 0.5)
-    model.save_pretrained(folder)
-    return folder
-
-
-def fast(base: Path, data_dir: Path, tmp_path: Path, **changes) -> train.TrainConfig:
-    """A config that fits the tiny model to the tiny data in a few seconds, on one thread."""
-    values = dict(base=str(base), data=str(data_dir), models_dir=str(tmp_path / "models"), epochs=30,
-                  learning_rate=3e-3, batch_size=8, eval_batch_size=64, warmup=0.0, torch_threads=1,
-                  progress_interval=0.0)
-    values.update(changes)
-    return train.TrainConfig(**values)
-
-
-def cli(*argv: str) -> int:
-    """The `train`/`eval` subcommands as `emotion-machine` runs them."""
-    from bot.cli import main
-
-    return main(list(argv))
+REAL_GOEMOTIONS = ROOT.parent / "shared" / "data" / "goemotions"
 
 
 # --------------------------------------------------------------------------- fixtures are in the vocabulary
@@ -138,7 +66,7 @@ def test_single_label_loading_keeps_rows_that_map_to_one_label(goemotions_dir):
 def test_multi_label_loading_keeps_all_labels_mapped_and_deduplicated(goemotions_dir):
     rows = data.load_rows(str(goemotions_dir), "train", "ekman", multi_label=True)
     by_text = dict(zip(rows["text"], rows["labels"]))
-    assert len(rows) == len(_rows(TRAIN_TEMPLATES))
+    assert len(rows) == len(goemotions_rows(TRAIN_TEMPLATES))
     assert by_text["i am so happy love"] == ["joy"]  # joy, love → joy once
     assert by_text["i am so sad scared"] == ["fear", "sadness"]  # in Ekman order
     seed = dict(zip(*(lambda r: (r["text"], r["labels"]))(
@@ -231,7 +159,7 @@ def test_minilm_shortcut(monkeypatch, tmp_path):
 
 
 def test_train_then_eval_single_label(goemotions_dir, base_dir, tmp_path):
-    result = train.run(fast(base_dir, goemotions_dir, tmp_path, labels="ekman"))
+    result = train.run(fast_train_config(base_dir, goemotions_dir, tmp_path, labels="ekman"))
 
     registry = Registry(tmp_path / "models")
     version = registry.get("v1")
@@ -340,8 +268,8 @@ def test_eval_every_keeps_the_checkpoint_with_the_best_dev_score(goemotions_dir,
 
     monkeypatch.setattr(train, "make_trainer", spy)
     monkeypatch.setattr(train, "dev_metrics", scripted)
-    result = train.run(fast(base_dir, goemotions_dir, tmp_path, labels="ekman", multi_label=True,
-                            epochs=4, eval_every=1.0))
+    result = train.run(fast_train_config(base_dir, goemotions_dir, tmp_path, labels="ekman", multi_label=True,
+                                         epochs=4, eval_every=1.0))
     metrics = result.metadata["metrics"]
     assert [c["macro_f1"] for c in metrics["dev_curve"]] == [0.2, 0.9, 0.5, 0.1]
     assert [c["epoch"] for c in metrics["dev_curve"]] == [1.0, 2.0, 3.0, 4.0]

@@ -1,0 +1,76 @@
+"""The retraining rules, once for /retrain, the shell and the CLI: who, how many, which knobs, deploys."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bot.services import Actor, NotAllowed, Refusal, Serving
+from bot.services.retraining import RetrainingService, TrainingOverrides
+from bot.store import Correction
+from model.finetune_config import FinetuneConfig
+from model.registry import Registry
+from tests.helpers.tiny import build_tiny_model
+
+OPERATOR = Actor.operator()
+MEMBER = Actor(user_id=5, guild_id=1, can_manage=False)
+
+
+@pytest.mark.parametrize("call", ["prepare", "rollback", "info"])
+async def test_only_managers_may_act(services, call):
+    with pytest.raises(NotAllowed, match="Manage Server"):
+        await getattr(services.retraining, call)(MEMBER)
+    with pytest.raises(NotAllowed):
+        services.retraining.cancel(MEMBER)
+
+
+async def test_too_few_corrections_are_refused_with_the_numbers(services, store):
+    await store.add_examples([Correction("so sad", "sadness", source="import")])
+    with pytest.raises(Refusal, match="Only 1 corrections so far; retraining needs at least 3"):
+        await services.retraining.prepare(OPERATOR)
+    with pytest.raises(Refusal, match="at least 5"):
+        await services.retraining.prepare(OPERATOR, overrides=TrainingOverrides(min_corrections=5))
+    await store.add_examples([Correction("so happy", "happiness", source="import")])
+    run = await services.retraining.prepare(OPERATOR, overrides=TrainingOverrides(min_corrections=2))
+    assert run.examples == 2 and not run.running  # prepared, not started: the front end answers first
+
+
+def test_knobs_come_from_finetune_config_then_settings_then_the_run(settings, store):
+    service = RetrainingService(settings, store)
+    defaults = FinetuneConfig()
+    config = service.config_for()
+    assert (config.epochs, config.learning_rate, config.batch_size) == (
+        defaults.epochs, defaults.learning_rate, defaults.batch_size)  # declared once, in FinetuneConfig
+    assert config.torch_threads == 1 and config.fallback_base == settings.model  # the training thread budget
+    tuned = RetrainingService(dataclasses.replace(settings, finetune_epochs=2.0, training_threads=2), store)
+    assert (tuned.config_for().epochs, tuned.config_for().torch_threads) == (2.0, 2)
+    run = tuned.config_for(force=True, overrides=TrainingOverrides(epochs=7, learning_rate=1e-3, threads=1,
+                                                                   base="v3", replay="r.csv"))
+    assert (run.epochs, run.learning_rate, run.torch_threads, run.base, run.replay, run.force) == (
+        7, 1e-3, 1, "v3", "r.csv", True)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=-1.0), dict(threads=0), dict(min_corrections=0)])
+def test_nonsense_overrides_are_refused(bad):
+    with pytest.raises(Refusal, match="must be greater than 0"):
+        TrainingOverrides(**bad)
+
+
+async def test_rollback_serves_the_version_or_keeps_the_served_one(settings, store, worker, tmp_path):
+    registry = Registry(settings.models_dir)
+    for label in ("sadness", "anger"):
+        name, folder = registry.allocate()
+        build_tiny_model(folder, confident=label)
+        registry.set_current(registry.commit(folder, {"base": "tiny", "parent": None}).name)
+    service = RetrainingService(settings, store, Serving(worker))
+    assert (await service.rollback(OPERATOR, "v1")).name == "v1"
+    assert worker.classifier.version == "v1" and registry.current_name() == "v1"
+    assert (await service.info(OPERATOR)).versions == ["v1", "v2"]
+
+    (registry.get("v2").path / "config.json").write_text("{ broken")
+    with pytest.raises(Refusal, match="v2 could not be loaded"):
+        await service.rollback(OPERATOR, "v2")
+    assert worker.classifier.version == "v1" and registry.current_name() == "v1"  # the pointer follows what is served
+    with pytest.raises(Refusal, match="v9"):
+        await service.rollback(OPERATOR, "v9")
