@@ -27,7 +27,7 @@ phase, value after the drain, and "GROWING" when the trend over the last third o
 rises by more than half a second of arrivals; needs a push phase of 6 s or more).
 
 Expected shape at 200 msg/s over 20 channels (10 msg/s a channel): Discord takes ~4 reactions/s a
-channel, and the pacer also caps the whole bot at ``global_requests_per_s`` (45/s by default), so most
+channel, and the pacer also caps the whole bot at ``global_requests_per_s`` (40/s by default), so most
 reactions are dropped - stale (older than ``--max-age``) or pushed out of the bounded per-channel
 queue. That is the designed behaviour; every message must still be recorded in the store.
 Targets: loop lag p99 <= 20 ms, no queue growing without bound, the offered rate actually offered,

@@ -10,8 +10,10 @@ import time
 import discord
 from discord.ext import commands
 
+from bot import command_sync
 from bot.errors import install_error_handler
 from bot.pacer import ReactionPacer
+from bot.pacer import trace_config as pacer_trace
 from bot.services import Services
 from bot.settings import Settings
 from bot.store import GuildSettings, Store
@@ -26,7 +28,25 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.emotion",
     "bot.cogs.admin",
     "bot.cogs.stats",
+    "bot.cogs.privacy",
 )
+
+
+#: What the bot needs where it tags and answers (README, "Setting up the Discord side", step 4).
+INVITE_PERMISSIONS = discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
+                                         read_message_history=True, add_reactions=True, attach_files=True)
+INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(application_id: int) -> str:
+    """The link that adds the bot to a server with its slash commands and the permissions it needs."""
+    return discord.utils.oauth_url(application_id, permissions=INVITE_PERMISSIONS, scopes=INVITE_SCOPES)
+
+
+def silence_voice_warnings() -> None:
+    """The bot never joins voice: discord.py's "PyNaCl/davey is not installed" warnings would only worry an admin."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
 
 
 def make_intents() -> discord.Intents:
@@ -66,9 +86,12 @@ class EmotionBot(commands.Bot):
     pacer: ReactionPacer
     services: Services
     started_at: float
+    commands_synced: int = 0
 
     def __init__(self, settings: Settings, classifier: Classifier, *, store_options: dict | None = None,
                  **options) -> None:
+        silence_voice_warnings()
+        options.setdefault("http_trace", pacer_trace())  # shows the pacer discord.py's retries
         super().__init__(command_prefix=commands.when_mentioned, intents=make_intents(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **options)
         self.settings = settings
@@ -78,6 +101,7 @@ class EmotionBot(commands.Bot):
         self.started_at = time.time()
         self.store_options = store_options or {}
         self._closing: asyncio.Future | None = None
+        self._announced = False
 
     async def setup_hook(self) -> None:
         self.store = await Store.open(self.settings.db_path, defaults=GuildSettings(threshold=self.settings.threshold),
@@ -97,16 +121,25 @@ class EmotionBot(commands.Bot):
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
-        """Sync to one guild when EMOTION_GUILD_ID is set (instant), else globally (up to an hour)."""
+        """Sync to one guild when EMOTION_GUILD_ID is set (instant), else globally (up to an hour); only when
+        the commands changed since the last sync (``bot.command_sync``)."""
         try:
-            if self.settings.guild_id:
-                guild = discord.Object(self.settings.guild_id)
-                self.tree.copy_global_to(guild=guild)
-                await self.tree.sync(guild=guild)
-            else:
-                await self.tree.sync()
+            self.commands_synced = await command_sync.sync_commands(
+                self.tree, self.application_id, self.settings.guild_id,
+                command_sync.state_path(self.settings.db_path))
         except discord.HTTPException as exc:
             log.error("could not sync slash commands (HTTP %s); they may be out of date", exc.status)
+
+    async def on_ready(self) -> None:
+        """Say once that the bot is up; while it is in no server, how to invite it."""
+        if self._announced:  # a new gateway session dispatches READY again
+            return
+        self._announced = True
+        servers = len(self.guilds)
+        log.info("logged in as %s in %d %s, %d commands synced", self.user, servers,
+                 "server" if servers == 1 else "servers", self.commands_synced)
+        if not servers:
+            log.warning("the bot is in no server yet: invite it with %s", invite_url(self.application_id))
 
     def track(self, task: asyncio.Task) -> None:
         """Remember in-flight work so a shutdown can let it finish."""

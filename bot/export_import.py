@@ -5,7 +5,14 @@ The formats are the plainest ones Hugging Face ``datasets`` loads directly
 header, or one ``{"text": ..., "label": ...}`` object per line.
 
 Parsing and writing are plain functions run in a thread (``asyncio.to_thread``),
-so a large file never stalls the bot's event loop.
+so a large file never stalls the bot's event loop. An import streams the file and
+writes it in chunks of :data:`IMPORT_CHUNK_ROWS`, each its own short transaction, so
+memory stays bounded and a bot sharing the database never waits past its busy timeout.
+
+A CSV export defuses spreadsheet formulas (OWASP): a cell starting with ``= + - @``, TAB
+or CR, after any leading quotes, gets one more leading ``'``; importing takes exactly that
+quote off again, so an export round-trips. A hand-made CSV whose text starts with quotes
+before such a character loses one quote on import.
 """
 
 from __future__ import annotations
@@ -17,19 +24,34 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bot.store import Correction, Store
+from bot.store import Correction, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+#: Rows written per transaction: the write lock is held for milliseconds, and 200,000 rows still take seconds.
+IMPORT_CHUNK_ROWS = 2_000
+#: The longest text an import accepts (Discord allows 4,000 characters); CSV fields are read up to it.
+MAX_TEXT_CHARS = 1_000_000
+#: A physical line or JSON array item longer than this is refused unread (a text at the limit, every char escaped).
+_MAX_LINE_CHARS = 6 * MAX_TEXT_CHARS + 1_024
+_READ_CHARS = 1 << 16
+csv.field_size_limit(max(csv.field_size_limit(), MAX_TEXT_CHARS + 1))  # + the defusing quote
+
+#: A cell a spreadsheet would run as a formula, after the quotes that defused it (see the module docstring).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_DEFUSED = re.compile(r"'+[=+\-@\t\r]")
+_UNDECODABLE = re.compile(r"[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 __all__ = [
     "FORMATS",
@@ -37,6 +59,7 @@ __all__ = [
     "export_examples",
     "format_for",
     "import_examples",
+    "iter_examples",
     "parse_examples",
     "write_examples",
 ]
@@ -84,7 +107,7 @@ def write_examples(stream: IO[str], rows: Iterable[tuple[str, str]], fmt: str) -
         writer = csv.writer(stream)
         writer.writerow(("text", "label"))
         for text, label in rows:
-            writer.writerow((text, label))
+            writer.writerow((_defuse(text), _defuse(label)))
             n += 1
     elif fmt == "jsonl":
         for text, label in rows:
@@ -95,6 +118,16 @@ def write_examples(stream: IO[str], rows: Iterable[tuple[str, str]], fmt: str) -
     else:
         raise ValueError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     return n
+
+
+def _defuse(cell: str) -> str:
+    """One more leading quote for a cell a spreadsheet would run as a formula (OWASP CSV injection)."""
+    return f"'{cell}" if _FORMULA.match(cell) else cell
+
+
+def _restore(cell: str) -> str:
+    """The inverse of :func:`_defuse`, for importing an export."""
+    return cell[1:] if _DEFUSED.match(cell) else cell
 
 
 def _write_file(path: Path, rows: list[tuple[str, str]], fmt: str) -> int:
@@ -151,6 +184,9 @@ async def export_examples(
 # --------------------------------------------------------------------------- import
 
 ParsedRow = tuple[int, str, str]
+"""``(line, text, label)``: a good row."""
+Problem = tuple[int, str]
+"""``(line, problem)``: a bad row, or why reading stopped there."""
 
 
 class _Labels:
@@ -169,12 +205,23 @@ class _Labels:
         cleaned = value.strip()
         if not cleaned:
             return None, "empty label"
+        if _unstorable(cleaned):
+            return None, "label is not valid UTF-8 text"
         if self._canonical is None:
             return cleaned, None
         canonical = self._canonical.get(cleaned.lower())
         if canonical is None:
             return None, f"unknown label {cleaned!r} (valid: {', '.join(self.valid or ())})"
         return canonical, None
+
+
+def _unstorable(value: str) -> bool:
+    """True for a lone surrogate (a JSON ``\\ud800`` escape, an undecodable byte): SQLite cannot store it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_text(value: Any) -> str | None:
@@ -184,110 +231,263 @@ def _check_text(value: Any) -> str | None:
         return f"text must be a string, got {type(value).__name__}"
     if not value.strip():
         return "empty text"
+    if len(value) > MAX_TEXT_CHARS:
+        return f"text is {len(value):,} characters, longer than {MAX_TEXT_CHARS:,} characters"
+    if _unstorable(value):
+        return "text is not valid UTF-8 (an undecodable byte, or a lone surrogate escape such as \\ud800)"
     return None
 
 
-def _decode(data: bytes) -> tuple[str | None, tuple[int, str] | None]:
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, (line, f"not valid UTF-8 text (byte {exc.start}); save the file as UTF-8")
+def _row(line: int, text: Any, label: Any, labels: _Labels) -> ParsedRow | Problem:
+    problem = _check_text(text)
+    if problem is None:
+        label, problem = labels.check(label)
+    return (line, problem) if problem is not None else (line, text, label)
 
 
-def _parse_csv(text: str, labels: _Labels) -> tuple[list[ParsedRow], list[tuple[int, str]]]:
-    good: list[ParsedRow] = []
-    errors: list[tuple[int, str]] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+class _Lines:
+    """The physical lines of a text file read with ``surrogateescape``, one at a time.
+
+    A line that is not UTF-8, or longer than :data:`_MAX_LINE_CHARS` (replaced by an empty
+    line, its rest skipped unread), is noted in :meth:`problem`, so the record that spans it
+    is reported instead of the whole file failing to decode.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.number = 0
+        self._bad: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.stream.readline(_MAX_LINE_CHARS):
+            self.number += 1
+            if len(line) == _MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+                while (rest := self.stream.readline(_MAX_LINE_CHARS)) and not rest.endswith(("\n", "\r")):
+                    pass
+                self._bad[self.number] = f"line is longer than {_MAX_LINE_CHARS:,} characters"
+                line = "\n"
+            elif bad := _UNDECODABLE.search(line):
+                self._bad[self.number] = (f"not valid UTF-8 text (column {bad.start() + 1}); "
+                                          "save the file as UTF-8")
+            yield line
+
+    def problem(self, first: int, last: int) -> str | None:
+        """The first problem noted on lines ``first..last`` (forgetting them all), or None."""
+        found = [n for n in self._bad if first <= n <= last]
+        problems = [self._bad.pop(n) for n in sorted(found)]
+        return problems[0] if problems else None
+
+
+def _span(start: int, end: int) -> str:
+    return f" (this record runs over lines {start}-{end}: is a closing quote missing on line {start}?)" \
+        if end - start >= 2 else ""
+
+
+def _csv_error(start: int, end: int, exc: csv.Error) -> tuple[Problem, bool]:
+    """The report for a malformed record, and whether reading must stop (nothing after it can be trusted)."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        return (start, f"a quote opened on line {start} is never closed, so lines {start}-{end} were not "
+                       'imported: close it (a quote inside a text is written "") and import the file again'), True
+    if "field limit" in message:
+        return (start, f"a field starting on line {start} is longer than {MAX_TEXT_CHARS:,} characters: is a "
+                       f"closing quote missing? Reading stopped at line {end}."), True
+    if "expected after" in message:
+        message = ("a closing quote must be followed by a comma or the end of the line "
+                   '(a quote inside a quoted text is written "")')
+    return (start, f"malformed CSV: {message}{_span(start, end)}"), False
+
+
+def _csv_rows(stream: IO[str], labels: _Labels) -> Iterator[ParsedRow | Problem]:
+    lines = _Lines(stream)
+    reader = csv.reader(iter(lines), strict=True)  # strict: an unclosed quote is an error, not the rest of the file
     try:
         header = next(reader)
     except StopIteration:
-        return good, [(1, "empty file: expected a header with 'text' and 'label' columns")]
+        yield 1, "empty file: expected a header with 'text' and 'label' columns"
+        return
     except csv.Error as exc:
-        return good, [(1, f"malformed CSV header: {exc}")]
+        yield 1, f"malformed CSV header: {exc}"
+        return
     names = [h.strip().lower() for h in header]
-    if "text" not in names or "label" not in names:
-        return good, [(1, f"header must have 'text' and 'label' columns, found {header!r}")]
+    if "text" not in names or "label" not in names or lines.problem(1, reader.line_num):
+        yield 1, f"header must have 'text' and 'label' columns, found {header!r}"
+        return
     ti, li = names.index("text"), names.index("label")
     while True:
-        line = reader.line_num + 1
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            errors.append((line, f"malformed CSV: {exc}"))
+            problem, stop = _csv_error(start, reader.line_num, exc)
+            lines.problem(start, reader.line_num)
+            yield problem
+            if stop:
+                return
             continue
-        if not row or all(not cell.strip() for cell in row):
-            continue  # blank line
-        text_value = row[ti] if ti < len(row) else None
-        problem = _check_text(text_value)
-        if problem is None:
-            label, problem = labels.check(row[li] if li < len(row) else None)
-        if problem is not None:
-            errors.append((line, problem))
-        else:
-            assert text_value is not None and label is not None
-            good.append((line, text_value, label))
-    return good, errors
+        end = reader.line_num
+        if undecodable := lines.problem(start, end):
+            yield start, undecodable
+        elif row and any(cell.strip() for cell in row):  # else a blank line
+            text = _restore(row[ti]) if ti < len(row) else None
+            label = _restore(row[li]) if li < len(row) else None
+            checked = _row(start, text, label, labels)
+            yield checked if len(checked) == 3 else (start, f"{checked[1]}{_span(start, end)}")
 
 
-def _check_object(number: int, obj: Any, labels: _Labels, good: list[ParsedRow],
-                  errors: list[tuple[int, str]]) -> None:
+def _object_row(number: int, obj: Any, labels: _Labels) -> ParsedRow | Problem:
     if not isinstance(obj, dict):
-        errors.append((number, f"expected a JSON object with text and label, got {type(obj).__name__}"))
-        return
-    text_value = obj.get("text")
-    problem = _check_text(text_value)
-    label = None
-    if problem is None:
-        label, problem = labels.check(obj.get("label"))
-    if problem is not None:
-        errors.append((number, problem))
-    else:
-        good.append((number, text_value, label))  # type: ignore[arg-type]
+        return number, f"expected a JSON object with text and label, got {type(obj).__name__}"
+    return _row(number, obj.get("text"), obj.get("label"), labels)
 
 
-def _parse_json(text: str, labels: _Labels) -> tuple[list[ParsedRow], list[tuple[int, str]]]:
-    good: list[ParsedRow] = []
-    errors: list[tuple[int, str]] = []
-    if text.lstrip().startswith("["):  # a .json file holding one array
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return good, [(exc.lineno, f"invalid JSON: {exc.msg}")]
-        for number, obj in enumerate(items, 1):
-            _check_object(number, obj, labels, good, errors)
-        return good, errors
-    # Split on "\n" only: str.splitlines() would also break on U+2028 etc. inside texts.
-    for number, line in enumerate(text.split("\n"), 1):
+def _jsonl_rows(stream: IO[str], labels: _Labels) -> Iterator[ParsedRow | Problem]:
+    lines = _Lines(stream)  # the stream splits on "\n" only: U+2028 and a lone "\r" may sit inside a text
+    for line in lines:
+        number = lines.number
+        if problem := lines.problem(number, number):
+            yield number, problem
+            continue
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            errors.append((number, f"invalid JSON: {exc.msg} (column {exc.colno})"))
+            yield number, f"invalid JSON: {exc.msg} (column {exc.colno})"
             continue
-        _check_object(number, obj, labels, good, errors)
-    return good, errors
+        except RecursionError:
+            yield number, "invalid JSON: nested too deeply"
+            continue
+        yield _object_row(number, obj, labels)
+
+
+class _JsonArray:
+    """The items of one JSON array, decoded one at a time from a text stream (never the whole file)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.decoder = json.JSONDecoder()
+        self.buf, self.pos, self.eof = "", 0, False
+
+    def _more(self) -> None:
+        if self.pos > _READ_CHARS:  # drop what was decoded
+            self.buf, self.pos = self.buf[self.pos:], 0
+        chunk = self.stream.read(_READ_CHARS)
+        self.eof = not chunk
+        self.buf += chunk
+
+    def _next_char(self) -> str:
+        """The next character that is not JSON whitespace ("" at the end of the file), not consumed."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return self.buf[self.pos:self.pos + 1]
+            self._more()
+
+    def _value(self) -> Any:
+        """Decode the value at ``pos``; reads more until it is complete (a number may go on past the buffer)."""
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, self.pos)
+                if end < len(self.buf) or self.eof:
+                    self.pos = end
+                    return value
+            except json.JSONDecodeError as exc:
+                if self.eof or len(self.buf) - self.pos > _MAX_LINE_CHARS:
+                    raise ValueError(f"invalid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise ValueError("invalid JSON: nested too deeply") from None
+            self._more()
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        """``(position, value)`` per item; ValueError (with its position) ends the array."""
+        self._next_char()
+        self.pos += 1  # the "["
+        number = 0
+        while True:
+            char = self._next_char()
+            if number and char == ",":
+                self.pos += 1
+                char = self._next_char()
+            elif number and char not in ("]", ""):
+                raise _ArrayError(number + 1, f"invalid JSON: expected ',' or ']' after item {number}")
+            if char == "]":
+                return
+            if char == "":
+                raise _ArrayError(number + 1, "invalid JSON: the array is not closed with ']'")
+            number += 1
+            try:
+                yield number, self._value()
+            except ValueError as exc:
+                raise _ArrayError(number, str(exc)) from None
+
+
+class _ArrayError(ValueError):
+    def __init__(self, number: int, problem: str) -> None:
+        super().__init__(problem)
+        self.number = number
+
+
+def _json_array_rows(stream: IO[str], labels: _Labels) -> Iterator[ParsedRow | Problem]:
+    try:
+        for number, obj in _JsonArray(stream).items():
+            yield _object_row(number, obj, labels)
+    except _ArrayError as exc:
+        yield exc.number, f"{exc}; the rest of the array was not read"
+
+
+def _starts_an_array(stream: IO[str]) -> bool:
+    while (char := stream.read(1)) and char in " \t\r\n":
+        pass
+    stream.seek(0)
+    return char == "["
+
+
+def iter_examples(path: str | os.PathLike[str], labels: Sequence[str] | None) -> Iterator[ParsedRow | Problem]:
+    """Stream a CSV/JSONL file's rows, checked: a :data:`ParsedRow` per good row, a :data:`Problem` per bad one.
+
+    Blocking, and lazy: the file is opened on the first ``next()``. Labels are matched
+    case-insensitively and returned in their canonical spelling.
+    """
+    fmt = format_for(path)
+    checker = _Labels(labels)
+    # surrogateescape: a byte that is not UTF-8 fails its own line, not the whole file
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="" if fmt == "csv" else "\n") as f:
+        if fmt == "csv":
+            yield from _csv_rows(f, checker)
+        elif _starts_an_array(f):  # a .json file holding one array
+            yield from _json_array_rows(f, checker)
+        else:
+            yield from _jsonl_rows(f, checker)
 
 
 def parse_examples(
     path: str | os.PathLike[str], labels: Sequence[str] | None
-) -> tuple[list[ParsedRow], list[tuple[int, str]]]:
-    """Read and validate a CSV/JSONL file: ``([(line, text, label)], [(line, problem)])``.
+) -> tuple[list[ParsedRow], list[Problem]]:
+    """Read and validate a whole CSV/JSONL file: ``([(line, text, label)], [(line, problem)])``.
 
-    Blocking; :func:`import_examples` runs it in a thread. Labels are matched
-    case-insensitively and returned in their canonical spelling.
+    For small files; :func:`import_examples` streams instead.
     """
-    fmt = format_for(path)
-    data = Path(path).read_bytes()
-    text, problem = _decode(data)
-    if text is None:
-        assert problem is not None
-        return [], [problem]
-    checker = _Labels(labels)
-    return _parse_csv(text, checker) if fmt == "csv" else _parse_json(text, checker)
+    format_for(path)
+    good: list[ParsedRow] = []
+    errors: list[Problem] = []
+    for item in iter_examples(path, labels):
+        (good if len(item) == 3 else errors).append(item)  # type: ignore[arg-type]
+    return good, errors
+
+
+def _take(items: Iterator[ParsedRow | Problem], n: int) -> tuple[list[ParsedRow], list[Problem], bool]:
+    """Up to ``n`` more rows, good and bad apart, and whether the file is done (runs in a thread)."""
+    good: list[ParsedRow] = []
+    errors: list[Problem] = []
+    for item in items:
+        (good if len(item) == 3 else errors).append(item)  # type: ignore[arg-type]
+        if len(good) + len(errors) >= n:
+            return good, errors, False
+    return good, errors, True
 
 
 async def import_examples(
@@ -297,22 +497,43 @@ async def import_examples(
     labels: Sequence[str] | None = None,
     source: str = "import",
 ) -> ImportReport:
-    """Validate a file and add its good rows as corrections, all in one transaction.
+    """Validate a file and add its good rows, :data:`IMPORT_CHUNK_ROWS` a transaction.
 
     ``labels`` defaults to the store's labels. Bad rows are skipped and reported
     by line number; a missing or unreadable file raises OSError, an unsupported
-    extension ValueError, a database failure StoreError (nothing is added then).
+    extension ValueError, a database failure StoreError. The chunks before a
+    failure stay stored; importing the file again adds the rest, nothing twice.
     """
     if labels is None:
         labels = store.labels
-    good, errors = await asyncio.to_thread(parse_examples, path, labels)
-    now = time.time()
-    added = await store.add_examples(
-        [Correction(text=text, label=label, source=source, created_at=now) for _, text, label in good]
-    )
-    duplicates = len(good) - added
+    format_for(path)
+    items = iter_examples(path, labels)
+    report = ImportReport(added=0)
+    try:
+        done = False
+        while not done:
+            good, errors, done = await asyncio.to_thread(_take, items, IMPORT_CHUNK_ROWS)
+            report.errors.extend(errors)
+            if good:
+                await _add_chunk(store, good, source, report, path)
+    finally:
+        items.close()
     log.info(
         "Imported %d examples from %s (%d already present, %d rows rejected)",
-        added, os.fspath(path), duplicates, len(errors),
+        report.added, os.fspath(path), report.duplicates, len(report.errors),
     )
-    return ImportReport(added=added, errors=errors, duplicates=duplicates)
+    return report
+
+
+async def _add_chunk(store: Store, good: list[ParsedRow], source: str, report: ImportReport,
+                     path: str | os.PathLike[str]) -> None:
+    """One transaction; between two, other writers (a member's /correct) get the database."""
+    now = time.time()
+    try:
+        added = await store.add_examples(
+            [Correction(text=text, label=label, source=source, created_at=now) for _, text, label in good])
+    except StoreError as exc:
+        raise StoreError(f"{exc} ({report.added} examples from {os.fspath(path)} were saved before this; importing "
+                         "the file again adds the rest, nothing twice)", path=exc.path, reason=exc.reason) from exc
+    report.added += added
+    report.duplicates += len(good) - added

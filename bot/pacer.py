@@ -4,21 +4,33 @@ Discord takes about 4 reactions a second in one channel and 50 requests a second
 bot. discord.py would queue everything behind its rate limiter forever; here each channel
 has a short bounded queue drained at its own rate, all channels share one global budget,
 and a reaction whose message arrived more than ``max_age`` seconds ago is dropped (its
-prediction is already stored). A 403 or 404 is logged once per channel, never retried.
+prediction is already stored). The defaults stay below Discord's limits, and every retry
+discord.py makes on its own (after a 429) is charged to the same budgets: the pacer sees
+them through an aiohttp trace (:func:`trace_config`).
+
+A job may carry a key (the message id): a correction replaces or cancels the message's
+queued reaction (:meth:`ReactionPacer.take_over`), so an old emoji never lands after it.
+A 403 stops reactions in that channel until :meth:`ReactionPacer.unblock` (the bot's
+permissions may have changed) or ``block_for`` seconds; a 404 is logged once per channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 
 log = logging.getLogger(__name__)
+
+#: Discord's code for a 403 on one message only: its author blocked the bot. Not a channel permission.
+REACTION_BLOCKED = 90001
 
 
 def monotonic() -> float:
@@ -37,68 +49,207 @@ class RateLimiter:
         self.updated = clock()
         self._lock = asyncio.Lock()
 
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
+                self._refill()
                 if self.tokens >= 1:
                     self.tokens -= 1
                     return
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
+    def charge(self) -> None:
+        """Spend a token for a request this bucket did not hand out (a retry): the next ``acquire`` waits longer."""
+        self._refill()
+        self.tokens -= 1
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, eq=False)
 class _Job:
     action: Callable[[], Awaitable[object]]
     received: float
     what: str
+    channel_id: int
+    key: Hashable | None = None
+    requests: int = 0  # HTTP attempts seen by the trace: more than one means discord.py retried
+    landed: bool = False  # Discord answered 2xx: the reaction is there, whatever happens to the call after
+
+
+#: The pacer and job a drain task is sending, so the aiohttp trace can tell which job an HTTP attempt is for.
+_SENDING: contextvars.ContextVar[tuple[ReactionPacer, _Job] | None] = contextvars.ContextVar("pacer_sending",
+                                                                                           default=None)
+
+
+def trace_config() -> aiohttp.TraceConfig:
+    """An aiohttp trace for the bot's HTTP session (``http_trace=``): a pacer sees each attempt of the reaction
+    it is sending, so discord.py's own retries spend its budgets and a landed reaction counts as sent."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_on_request_start)
+    trace.on_request_end.append(_on_request_end)
+    return trace
+
+
+async def _on_request_start(_session, _ctx, _params) -> None:
+    if (sending := _SENDING.get()) is not None:
+        pacer, job = sending
+        job.requests += 1
+        if job.requests > 1:  # discord.py retrying after a 429 (or a 5xx): one more request to that channel
+            pacer.charge_retry(job)
+
+
+async def _on_request_end(_session, _ctx, params: aiohttp.TraceRequestEndParams) -> None:
+    if (sending := _SENDING.get()) is not None and 200 <= params.response.status < 300:
+        sending[1].landed = True
 
 
 @dataclass
 class PacerStats:
+    """Every submission ends in exactly one counter from ``sent`` to ``cancelled``; ``retried`` counts requests."""
+
     sent: int = 0
     dropped_stale: int = 0
     dropped_overflow: int = 0
     failed: int = 0
-    dropped_at_close: int = 0  # still queued (or being sent) when close() gave up on them
+    dropped_at_close: int = 0  # still queued (or being sent, and not landed) when close() gave up on them
+    dropped_blocked: int = 0  # for a channel that answered 403: queued then, or submitted while blocked
+    replaced: int = 0  # a later submission with the same key took its place in the queue
+    cancelled: int = 0  # a correction took the message's reaction over (queued, or submitted after it)
+    retried: int = 0  # HTTP retries discord.py made inside a call (429s): charged to the budgets, not counted above
     latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10_000))
 
 
 class ReactionPacer:
     """One bounded queue per channel, drained by a task that exits when the queue is empty."""
 
-    def __init__(self, *, channel_rate: float = 4.0, global_rate: float = 45.0, max_age: float = 30.0,
-                 max_queue: int | None = None, clock: Callable[[], float] = monotonic) -> None:
+    def __init__(self, *, channel_rate: float = 3.5, global_rate: float = 40.0, max_age: float = 30.0,
+                 max_queue: int | None = None, block_for: float = 600.0,
+                 clock: Callable[[], float] = monotonic) -> None:
         self.channel_rate = channel_rate
         self.max_age = max_age
         self.max_queue = max_queue or max(8, int(channel_rate * max_age))
+        self.block_for = block_for
         self.clock = clock
         self.global_limit = RateLimiter(global_rate, clock=clock)
         self.stats = PacerStats()
         self._queues: dict[int, collections.deque[_Job]] = {}
         self._limits: dict[int, RateLimiter] = {}
         self._tasks: dict[int, asyncio.Task] = {}
+        self._keyed: dict[Hashable, _Job] = {}  # queued jobs by key
+        self._sending: dict[Hashable, asyncio.Event] = {}  # keyed jobs being sent, set when done
+        self._claimed: dict[Hashable, float] = {}  # keys a correction took over, and when
+        self._blocked: dict[int, float] = {}  # channel -> until when (403)
         self._warned: set[tuple[int, int]] = set()
         self._closed = False
 
+    # -- submitting ------------------------------------------------------------------------------
+
     def submit(self, channel_id: int, action: Callable[[], Awaitable[object]], *, received: float | None = None,
-               what: str = "reaction") -> bool:
-        """Queue ``action`` (e.g. ``lambda: message.add_reaction(emoji)``); False if it was not taken."""
+               what: str = "reaction", key: Hashable | None = None) -> bool:
+        """Queue ``action`` (e.g. ``lambda: message.add_reaction(emoji)``); False if it was not taken.
+
+        With ``key`` (the message id), a job of that key still queued is replaced in place: it keeps its turn.
+        Not taken: the pacer is closed, the channel answered 403 lately, or a correction took ``key`` over.
+        """
         if self._closed:
             return False
+        if self._is_blocked(channel_id):
+            self.stats.dropped_blocked += 1
+            return False
+        if self._is_claimed(key):
+            self.stats.cancelled += 1
+            return False
+        received = self.clock() if received is None else received
+        if key is not None and (queued := self._keyed.get(key)) is not None:
+            queued.action, queued.received, queued.what = action, received, what
+            self.stats.replaced += 1
+            return True
         q = self._queues.setdefault(channel_id, collections.deque())
         if len(q) >= self.max_queue:
-            q.popleft()  # the oldest would go stale first anyway
+            self._forget(q.popleft())  # the oldest would go stale first anyway
             self.stats.dropped_overflow += 1
-        q.append(_Job(action, self.clock() if received is None else received, what))
+        job = _Job(action, received, what, channel_id, key)
+        q.append(job)
+        if key is not None:
+            self._keyed[key] = job
         if channel_id not in self._tasks:
             self._tasks[channel_id] = asyncio.create_task(self._drain(channel_id), name=f"pacer-{channel_id}")
         return True
 
+    async def take_over(self, key: Hashable, action: Callable[[], Awaitable[object]] | None = None) -> bool:
+        """For a correction: the reaction queued under ``key`` now runs ``action`` in its turn (None: dropped).
+
+        True if one was queued: it never reached Discord. Otherwise a job of ``key`` being sent is waited for
+        (so it cannot land after the caller's own requests), and a submission of ``key`` arriving later (the
+        message was still being classified) is refused. False then: the caller sends what it needs itself.
+        """
+        job = self._keyed.get(key)
+        if job is None:
+            if (sending := self._sending.get(key)) is not None:
+                await sending.wait()
+            self._claim(key)
+            return False
+        if action is None:
+            self._queues[job.channel_id].remove(job)
+            self._forget(job)
+            self.stats.cancelled += 1
+        else:
+            job.action, job.received = action, self.clock()
+        return True
+
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
+
+    def _forget(self, job: _Job) -> None:
+        if job.key is not None and self._keyed.get(job.key) is job:
+            del self._keyed[job.key]
+
+    def _claim(self, key: Hashable) -> None:
+        now = self.clock()
+        while self._claimed and now - next(iter(self._claimed.values())) > self.max_age:
+            del self._claimed[next(iter(self._claimed))]  # older claims: any submission now would be stale
+        self._claimed.pop(key, None)
+        self._claimed[key] = now
+
+    def _is_claimed(self, key: Hashable | None) -> bool:
+        claimed = self._claimed.get(key) if key is not None else None
+        return claimed is not None and self.clock() - claimed <= self.max_age
+
+    # -- 403: channels the bot may not react in --------------------------------------------------
+
+    def _is_blocked(self, channel_id: int) -> bool:
+        until = self._blocked.get(channel_id)
+        if until is not None and self.clock() >= until:
+            del self._blocked[channel_id]
+            return False
+        return until is not None
+
+    def _block(self, channel_id: int) -> None:
+        """Stop reacting in ``channel_id``: every request there would be another 403 (they count towards
+        Discord's invalid-request limit, which bans the bot's IP for an hour)."""
+        self._blocked[channel_id] = self.clock() + self.block_for
+        q = self._queues.get(channel_id)
+        if q:
+            self.stats.dropped_blocked += len(q)
+            for job in q:
+                self._forget(job)
+            q.clear()
+        log.warning("missing permission to add reactions in channel %s; not reacting there until a role or "
+                    "channel of its server changes, or for %.0f minutes", channel_id, self.block_for / 60)
+
+    def unblock(self, channel_ids: Iterable[int] | None = None) -> None:
+        """The bot's permissions may have changed (a role or channel update): try those channels (all: None) again."""
+        if channel_ids is None:
+            self._blocked.clear()
+            return
+        for channel_id in channel_ids:
+            self._blocked.pop(channel_id, None)
+
+    # -- draining --------------------------------------------------------------------------------
 
     async def _drain(self, channel_id: int) -> None:
         q = self._queues[channel_id]
@@ -107,7 +258,7 @@ class ReactionPacer:
             while q:
                 job = q[0]
                 if self.clock() - job.received > self.max_age:
-                    q.popleft()
+                    self._forget(q.popleft())
                     self.stats.dropped_stale += 1
                     continue
                 await limit.acquire()
@@ -115,7 +266,7 @@ class ReactionPacer:
                     await self.global_limit.acquire()
                 if not q or q[0] is not job:
                     continue
-                q.popleft()
+                self._forget(q.popleft())
                 if self.clock() - job.received > self.max_age:
                     self.stats.dropped_stale += 1
                     continue
@@ -128,17 +279,22 @@ class ReactionPacer:
     async def _send(self, channel_id: int, job: _Job) -> None:
         # discord.py retries a 429 inside the call; the deadline keeps a retry from landing stale.
         budget = max(0.1, self.max_age - (self.clock() - job.received))
+        token = _SENDING.set((self, job))
+        done = self._sending.setdefault(job.key, asyncio.Event()) if job.key is not None else None
         try:
             await asyncio.wait_for(job.action(), timeout=budget)
         except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
-            self.stats.dropped_stale += 1
+            self._cut_off(job, "dropped_stale")
         except asyncio.CancelledError:  # close() ran out of time mid-request
-            self.stats.dropped_at_close += 1
+            self._cut_off(job, "dropped_at_close")
             raise
-        except discord.Forbidden:
+        except discord.Forbidden as exc:
             self.stats.failed += 1
-            self._warn_once(channel_id, 403,
-                            "missing permission to add reactions in channel %s; skipping its reactions")
+            if exc.code == REACTION_BLOCKED:
+                self._warn_once(channel_id, exc.code, "a member in channel %s blocked the bot; "
+                                                      "their messages get no reaction")
+            else:
+                self._block(channel_id)
         except discord.NotFound:
             self.stats.failed += 1
             self._warn_once(channel_id, 404, "message gone in channel %s (deleted?); its reaction was skipped")
@@ -149,13 +305,36 @@ class ReactionPacer:
             self.stats.failed += 1
             log.exception("reaction in channel %s failed", channel_id)
         else:
-            self.stats.sent += 1
-            self.stats.latencies.append(self.clock() - job.received)
+            self._count_sent(job)
+        finally:
+            _SENDING.reset(token)
+            if done is not None:
+                self._sending.pop(job.key, None)
+                done.set()
+
+    def _count_sent(self, job: _Job) -> None:
+        self.stats.sent += 1
+        self.stats.latencies.append(self.clock() - job.received)
+
+    def _cut_off(self, job: _Job, counter: str) -> None:
+        """A call stopped by its deadline or by close(): sent all the same if Discord had already said 2xx
+        (discord.py may still be sleeping on the bucket it just emptied)."""
+        if job.landed:
+            self._count_sent(job)
+        else:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
 
     def _warn_once(self, channel_id: int, status: int, message: str) -> None:
         if (channel_id, status) not in self._warned:
             self._warned.add((channel_id, status))
             log.warning(message, channel_id)
+
+    def charge_retry(self, job: _Job) -> None:
+        """discord.py sent ``job`` again inside the call (seen by :func:`trace_config`): the retry spends
+        the channel's and the bot's budget, so the next reactions wait for it."""
+        self.stats.retried += 1
+        self._limits[job.channel_id].charge()
+        self.global_limit.charge()
 
     async def close(self, timeout: float = 2.0) -> None:
         """Stop taking work; give queued reactions ``timeout`` seconds, then drop the rest."""
@@ -166,8 +345,8 @@ class ReactionPacer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        left = self.queued()
-        if left or self.stats.dropped_at_close:
-            self.stats.dropped_at_close += left
+        self.stats.dropped_at_close += self.queued()
+        if self.stats.dropped_at_close:
             log.info("closing: dropped %d reactions that had not been sent", self.stats.dropped_at_close)
         self._queues.clear()
+        self._keyed.clear()

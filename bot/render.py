@@ -54,6 +54,17 @@ def prediction_lines(prediction, m: Markup, k: int = TOP_K) -> list[str]:
     return [head, *("   " + line for line in top_lines(prediction, m, k))]
 
 
+def no_reaction(prediction, settings, m: Markup) -> str:
+    """Why the bot would not react to ``prediction`` (a ``Tagged`` without emoji) under the server's ``settings``."""
+    if not settings.reactions:
+        why = "reactions are off"
+    elif prediction.score < settings.threshold:
+        why = f"below the {settings.threshold:.2f} threshold"
+    else:
+        why = "neutral, and show_neutral is off"
+    return m.italic(f"({why}: the bot would not react)")
+
+
 def correction(outcome, m: Markup) -> str:
     """What the corrector is told."""
     if outcome.confirmed:

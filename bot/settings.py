@@ -1,11 +1,14 @@
-"""One frozen settings object, read once from the environment (and ``.env``).
+"""One frozen settings object, read once from the environment (and ``.env`` in the working folder).
 
 Every knob has a default here and a commented line in ``.env.example``. The token is kept
-out of ``repr`` so it cannot reach a log line or a traceback by accident.
+out of ``repr`` so it cannot reach a log line or a traceback by accident. ``.env`` is read from
+the folder the bot starts in, the one its relative paths (``data/emotion.db``) start from; the
+environment wins over it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -35,8 +38,8 @@ class Settings:
     max_batch: int = 32
     threshold: float = 0.5
     reaction_max_age: float = 30.0
-    channel_reactions_per_s: float = 4.0
-    global_requests_per_s: float = 45.0
+    channel_reactions_per_s: float = 3.5  # Discord allows 4: a margin for timing jitter and retries
+    global_requests_per_s: float = 40.0  # Discord allows 50, shared with the bot's other requests
     retention_days: float = 30.0
     min_corrections: int = 20
     #: None: FinetuneConfig's default (the training defaults are declared there only).
@@ -76,14 +79,39 @@ _ENV = {
 _CHOICES = {"quantize": {"auto", "int8", "none"}, "log_level": {"DEBUG", "INFO", "WARNING", "ERROR"}}
 
 
-def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
-    """Build :class:`Settings` from ``env`` (default: ``os.environ`` after loading ``.env``)."""
-    if env is None:
-        env = dict(os.environ)
-        if dotenv:  # read, not loaded: the token must not reach child processes' environments
-            from dotenv import dotenv_values
+#: What the Hugging Face libraries read from the environment themselves (most of it once, at import).
+HUB_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_")
 
-            env = {**{k: v for k, v in dotenv_values().items() if v is not None}, **env}
+
+def read_dotenv() -> dict[str, str]:
+    """``.env`` of the working folder (not of the code's folder: relative paths in it start here); {} if none."""
+    path = Path.cwd() / ".env"
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def export_hub_settings() -> None:
+    """Put ``.env``'s Hugging Face variables (``HF_HUB_OFFLINE``, ``HF_HOME``, ...) into ``os.environ``.
+
+    The hub and transformers read them from the environment, not from :class:`Settings`, so call this
+    before they are imported. The environment wins; nothing else (never ``DISCORD_TOKEN``) is exported,
+    so training children don't inherit the token.
+    """
+    for name, value in read_dotenv().items():
+        if name.startswith(HUB_PREFIXES) and name not in os.environ:
+            os.environ[name] = value
+
+
+def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ`` over ``.env`` of the working folder)."""
+    from_file: dict[str, str] = {}
+    if env is None:  # read, not loaded: the token must not reach child processes' environments
+        from_file = read_dotenv() if dotenv else {}
+        env = {**from_file, **os.environ}
+    _refuse_unknown(env, from_file)
     values: dict = {}
     for f in fields(Settings):
         name = _ENV[f.name]
@@ -111,4 +139,38 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
         if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
+    _check_paths(settings)
     return settings
+
+
+def _refuse_unknown(env: dict[str, str], from_file: dict[str, str]) -> None:
+    """An ``EMOTION_*`` name that is no setting is a typo that would silently keep the default."""
+    known = {name.removeprefix("EMOTION_") for name in _ENV.values()}
+    for name in sorted(env):
+        short = name.removeprefix("EMOTION_")
+        if short != name and short not in known:
+            where = "in .env" if name in from_file and name not in os.environ else "in the environment"
+            close = difflib.get_close_matches(short, known, n=1)  # on the part after EMOTION_: it is all shared
+            hint = f"did you mean EMOTION_{close[0]}?" if close else "the settings are listed in .env.example"
+            raise SettingsError(f"{name} ({where}) is not a setting: {hint}")
+
+
+def _check_paths(settings: Settings) -> None:
+    """Paths that cannot work, refused now rather than when the bot first writes or retrains."""
+    db = settings.db_path
+    if db.is_dir():
+        raise SettingsError(f"EMOTION_DB={db} is a folder: name a file inside it, e.g. {db / 'emotion.db'}")
+    blocker = next((p for p in db.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise SettingsError(f"EMOTION_DB={db}: {blocker} is a file, not a folder: choose another path")
+    replay = settings.replay_path
+    if replay and not Path(replay).expanduser().exists() and not _is_hub_dataset(replay):
+        raise SettingsError(f"EMOTION_REPLAY_PATH={replay}: no such file or folder (relative paths start in "
+                            f"{Path.cwd()}): name a CSV/JSONL file or a GoEmotions folder, or leave it empty")
+
+
+def _is_hub_dataset(name: str) -> bool:
+    """Whether the training data loader reads ``name`` from the hub (imports ``datasets``: only asked when needed)."""
+    from model.data import is_hub_source
+
+    return is_hub_source(name)

@@ -6,18 +6,22 @@ fine-tunes on the stored corrections and hot-swaps the new version in, ``/mood [
 writes the mood chart to a PNG. It uses the bot's own parts, so what it stores and learns is
 what the bot would:
 
-* the same database (predictions and corrections; corrections with ``source="shell"``),
+* the same store, in a database of its own by default (``shell.db`` beside ``EMOTION_DB``, so
+  trying things never writes to the bot's data; ``--db`` chooses another, the bot's included),
   under :data:`SHELL_GUILD_ID` / :data:`SHELL_CHANNEL_ID` / :data:`SHELL_USER_ID`, with
-  negative message ids, so no shell row can collide with a Discord snowflake. Shell
-  corrections take part in the bot's next ``/retrain`` like any other;
+  negative message ids, so no shell row can collide with a Discord snowflake. In the bot's
+  database, shell corrections (``source="shell"``) take part in its next ``/retrain`` like any other;
+* the same reaction rules: a prediction the bot would not react to (under the threshold, or
+  neutral) says so;
 * the same model choice (the registry's current version, else ``EMOTION_MODEL``) served by an
   :class:`~model.worker.InferenceWorker`;
 * the same fine-tune: a :class:`~model.jobs.TrainingJob` in a child process, gated the same
   way, saved to the same registry; Ctrl-C while it runs cancels it.
 
-Input is read line by line from stdin on a daemon thread (never on the event loop), so the
-shell works the same in a terminal and with piped input (tests drive it that way); output is
-plain lines, no curses. End with ``/quit`` or end of input.
+Input is read line by line from stdin on a daemon thread (never on the event loop): piped input
+as it comes (tests drive it that way), a terminal with ``readline``'s line editing and history
+(arrow keys, kept in :data:`HISTORY_FILE`). Output is plain lines, no curses. End with ``/quit``
+or end of input.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import codecs
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -48,6 +53,9 @@ log = logging.getLogger(__name__)
 SHELL_GUILD_ID = 0
 SHELL_CHANNEL_ID = 0
 SHELL_USER_ID = 0
+#: Where a terminal session's lines are remembered (in the user's home: they are the user's own words).
+HISTORY_FILE = "~/.emotion_machine_history"
+HISTORY_LENGTH = 1000
 
 HELP = """\
 Type a message to see the emotion the model hears in it (emoji, then the top 3).
@@ -123,6 +131,102 @@ class LineReader:
             except RuntimeError:  # the loop is gone: nobody is reading any more
                 pass
 
+    def close(self) -> None:
+        """Nothing to undo for a pipe (:class:`TerminalReader` puts the terminal's settings back)."""
+
+
+class TerminalReader(LineReader):
+    """Lines typed at a terminal, edited with ``readline`` (arrow keys, history), one prompt per line asked for.
+
+    ``input()`` on the reader thread, only when the shell asks for the next line, so the prompt never
+    lands in the middle of an answer. The terminal's settings are saved and put back on :meth:`close`,
+    in case the shell ends while ``readline`` holds the terminal (Ctrl-C at the prompt).
+    """
+
+    def __init__(self, stream: IO[str], *, prompt: str = "> ", history: Path | None = None) -> None:
+        super().__init__(stream)
+        self.prompt = prompt
+        self.history = history
+        self._wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._saved = _terminal_settings(stream)
+
+    async def readline(self) -> str | None:
+        self._wanted.put(None)
+        return await super().readline()
+
+    def close(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            try:
+                termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self._saved)
+            except (OSError, ValueError, termios.error):
+                pass
+
+    def _lines(self):
+        editing = _line_editing(self.history)
+        while True:
+            self._wanted.get()
+            line = self._input()
+            if line is None:
+                return
+            if editing is not None and self.history is not None:
+                _save_history(editing, self.history)
+            yield line
+
+    def _input(self) -> str | None:
+        """One line; None at end of input (Ctrl-D)."""
+        while True:
+            try:
+                return input(self.prompt)
+            except EOFError:
+                print(flush=True)  # end the prompt's line
+                return None
+            except UnicodeDecodeError:
+                print("error: that line was not valid UTF-8 text; type it again", flush=True)
+
+
+def _terminal_settings(stream: IO[str]) -> list | None:
+    try:
+        import termios
+
+        return termios.tcgetattr(stream.fileno())
+    except (ImportError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _line_editing(history: Path | None) -> Any:
+    """The ``readline`` module with the saved history loaded; None where Python has none (Windows)."""
+    try:
+        import readline
+    except ImportError:
+        return None
+    readline.set_history_length(HISTORY_LENGTH)
+    if history is not None:
+        try:
+            readline.read_history_file(history)
+        except OSError:  # none yet, or unreadable: start afresh
+            pass
+    return readline
+
+
+def _save_history(editing: Any, history: Path) -> None:
+    """Write the history after each line, so a killed shell loses none; private (0600), as typed text is."""
+    try:
+        if not history.exists():
+            history.touch(mode=0o600)
+        editing.write_history_file(history)
+    except OSError as exc:
+        log.debug("could not save the shell history to %s: %s", history, exc)
+
+
+def history_path() -> Path | None:
+    """:data:`HISTORY_FILE` in this user's home; None where there is no home."""
+    try:
+        return Path(HISTORY_FILE).expanduser()
+    except RuntimeError:
+        return None
+
 
 # --------------------------------------------------------------------------- the shell
 
@@ -141,7 +245,7 @@ class Shell:
     """One channel's worth of the bot, driven by lines of text. Build with :meth:`open`."""
 
     def __init__(self, settings: Any, store: Any, worker: Any, *, out: IO[str], err: IO[str],
-                 chart_path: Path, training: TrainingOverrides | None = None) -> None:
+                 chart_path: Path, training: TrainingOverrides | None = None, database_note: str = "") -> None:
         self.settings = settings
         self.store = store
         self.worker = worker
@@ -150,6 +254,8 @@ class Shell:
         self.out, self.err = out, err
         self.chart_path = chart_path
         self.training = training
+        #: Said after the database's path in the banner (e.g. that it is the shell's own).
+        self.database_note = database_note
         self.last: ShellMessage | None = None
         self._last_id = 0
 
@@ -184,16 +290,13 @@ class Shell:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self, reader: LineReader, *, prompt: bool = False) -> int:
+    async def run(self, reader: LineReader) -> int:
         self.say(f"Emotion Machine shell: model {self.classifier.version} ({self.classifier.source}) on "
-                 f"{self.classifier.device}, database {self.store.path}. Type a message, or /help.")
+                 f"{self.classifier.device}, database {self.store.path}{self.database_note}. "
+                 "Type a message, or /help.")
         while True:
-            if prompt:
-                print("> ", end="", file=self.out, flush=True)
             line = await reader.readline()
             if line is None:
-                if prompt:
-                    self.say("")
                 return 0
             if not await self.handle(line):
                 return 0
@@ -235,6 +338,9 @@ class Shell:
         prediction = tagged.prediction
         self.last = ShellMessage(message_id, text, prediction.label, prediction.version)
         self.say(*render.prediction_lines(prediction, render.PLAIN))
+        if tagged.emoji is None:
+            settings = await self.services.tagging.guild_settings(SHELL_GUILD_ID)
+            self.say("   " + render.no_reaction(prediction, settings, render.PLAIN))
 
     # -- commands ------------------------------------------------------------------------------
 

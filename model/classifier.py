@@ -6,11 +6,13 @@ CPU/GPU-bound: the bot calls it only from :mod:`model.worker`'s thread, the CLI 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import torch
 
 from model.defaults import DEFAULT_MODEL, MAX_LENGTH  # noqa: F401 - DEFAULT_MODEL re-exported for older callers
 from model.labels import labels_from_config
+from model.text import encodable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,145 @@ def _explain_load_failure(source: str, exc: BaseException) -> ModelLoadError:
         f"could not load model {source!r} from the Hugging Face hub ({type(exc).__name__}). "
         "If this machine is offline, set EMOTION_MODEL to a local folder written by save_pretrained "
         "(see README, 'Running offline').")
+
+
+#: What a folder needs for its tokenizer: any one of these (a BPE vocab.json needs merges.txt too).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+NO_LABELS = ("this model has no emotion labels; fine-tune it with `emotion-machine train` or point "
+             "EMOTION_MODEL at a trained folder")
+#: How long the hub may take to answer before it counts as unreachable (DNS and proxies included).
+HUB_PROBE_TIMEOUT_S = 5.0
+_HEAD_PREFIXES = ("classifier.", "score.")
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse a folder that would load but predict nonsense: no config, no tokenizer files."""
+    if not (path / "config.json").is_file():
+        raise _explain_load_failure(str(path), FileNotFoundError("config.json"))
+    if not any((path / n).is_file() for n in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"model folder {str(path)!r} has no tokenizer files (missing tokenizer.json or vocab.txt, "
+            f"or one of {', '.join(TOKENIZER_FILES[2:])}); without them transformers falls back to a "
+            "tokenizer that knows no words. Fix: copy the tokenizer files from the model it was trained from, "
+            "or save the tokenizer into the folder with save_pretrained.")
+
+
+def _check_labels(name: str, id2label) -> None:
+    try:
+        labels_from_config(id2label)
+    except ValueError as exc:
+        raise ModelLoadError(f"{NO_LABELS} ({name}: {exc})") from None
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as the hub client read it at import, or as the environment says now."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
+    return bool(constants.HF_HUB_OFFLINE) or now.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _download_fix(repo_id: str) -> str:
+    folder = f"models/{repo_id.rsplit('/', 1)[-1]}"
+    return (f"Fix: on a machine with internet run `hf download {repo_id} --local-dir {folder}` (`hf` is in the "
+            f"venv), copy that folder here and set EMOTION_MODEL={folder} (README, 'Running offline').")
+
+
+def _hub_options(repo_id: str) -> dict:
+    """``from_pretrained`` options for a hub id, after a quick look at the cache and the hub.
+
+    Left to itself the hub client retries for about 50 s before failing (twice: tokenizer, then
+    model). Here an unreachable hub costs at most :data:`HUB_PROBE_TIMEOUT_S`: a cached model loads
+    from the cache, an uncached one is one :class:`ModelLoadError`.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if _hub_offline():
+        if cached:
+            return {"local_files_only": True}
+        raise ModelLoadError(f"HF_HUB_OFFLINE is set and {repo_id!r} is not in the local cache of the Hugging Face "
+                             f"hub. {_download_fix(repo_id)}")
+    problem = _probe_hub(repo_id)
+    if problem is None:
+        return {}
+    if cached:
+        log.warning("the Hugging Face hub is unreachable (%s); loading %s from the local cache", problem, repo_id)
+        return {"local_files_only": True}
+    raise ModelLoadError(f"could not reach the Hugging Face hub for {repo_id!r} ({problem}), and it is not in the "
+                         f"local cache. {_download_fix(repo_id)}")
+
+
+def _probe_hub(repo_id: str) -> str | None:
+    """None when the hub answers for ``repo_id``; else why not. Bounded in wall time, DNS included."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_TIMEOUT_S + 0.5)
+    if not outcome:
+        return f"no answer within {HUB_PROBE_TIMEOUT_S:g} s"
+    exc = outcome[0]
+    if exc is None:
+        return None
+    if isinstance(exc, RepositoryNotFoundError):
+        raise ModelLoadError(f"there is no model {repo_id!r} on the Hugging Face hub (or it is private): check "
+                             "EMOTION_MODEL's spelling, or log in with `hf auth login`.") from None
+    if isinstance(exc, GatedRepoError):
+        raise ModelLoadError(f"{repo_id!r} is gated on the Hugging Face hub: accept its terms on the model's page "
+                             "and log in with `hf auth login`.") from None
+    if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", 500) < 500:
+        return None  # the hub answered: let from_pretrained say what it thinks
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No load report or warnings while loading: what matters is checked here and said once."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _load_pretrained(name: str, options: dict) -> tuple:
+    """Config (labels checked first), tokenizer and weights; a model without its trained head is refused."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(name, **options)
+            _check_labels(name, getattr(config, "id2label", None))
+            tokenizer = AutoTokenizer.from_pretrained(name, **options)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                name, config=config, output_loading_info=True, **options)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors, tokenizers and OS errors all mean "cannot load"
+        raise _explain_load_failure(name, exc) from None
+    head = sorted(k for k in info.get("missing_keys", ()) if str(k).startswith(_HEAD_PREFIXES))
+    if head:
+        raise ModelLoadError(
+            f"model {name!r} has no trained classification head (its weights lack {', '.join(head)}), so it would "
+            f"predict at random. {NO_LABELS}.")
+    return tokenizer, model
 
 
 QUANTIZE_CHOICES = ("auto", "int8", "none")
@@ -138,25 +280,20 @@ class Classifier:
              quantize: str = "none", max_length: int = MAX_LENGTH) -> Classifier:
         """Load from a hub id or a local ``save_pretrained`` folder.
 
-        Every failure becomes one :class:`ModelLoadError` whose message names the fix.
+        Every failure becomes one :class:`ModelLoadError` whose message names the fix. What can be
+        checked before the weights are read is (files, labels, the hub), so a wrong folder fails
+        at once and quietly rather than after transformers' load report.
         """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         source = str(source)
         path = Path(source).expanduser()
         local = path.is_dir()
         if not local and source.startswith((".", "/", "~")):
             raise _explain_load_failure(source, FileNotFoundError(source))
         name = str(path) if local else source
-        if local and not (path / "config.json").is_file():
-            raise _explain_load_failure(name, FileNotFoundError("config.json"))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tokenizer = AutoTokenizer.from_pretrained(name)
-                model = AutoModelForSequenceClassification.from_pretrained(name)
-        except Exception as exc:  # noqa: BLE001 - safetensors, tokenizers and OS errors all mean "cannot load"
-            raise _explain_load_failure(name, exc) from None
+        if local:
+            _check_folder(path)
+        options = {} if local else _hub_options(source)
+        tokenizer, model = _load_pretrained(name, options)
         if not version:
             version = _version_from_metadata(path) if local else source
         try:
@@ -169,7 +306,8 @@ class Classifier:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded (padding is per batch)."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return self.tokenizer([encodable(t) for t in texts], truncation=True,
+                              max_length=self.max_length)["input_ids"]
 
     @torch.inference_mode()
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[Prediction]:

@@ -173,6 +173,21 @@ def _per_label_text(per_label: dict[str, dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- the pipeline
 
 
+def save_config(config, folder: Path) -> None:
+    """Rewrite ``folder/config.json`` atomically, as ``save_pretrained`` would write it.
+
+    In place (``save_pretrained``), a kill between truncating and writing left an empty config.json
+    and a model nobody could load.
+    """
+    from model.registry import write_atomic
+
+    if "transformers_weights" in config:  # what save_pretrained drops: known on load, not saved
+        delattr(config, "transformers_weights")
+    if hasattr(config, "validate"):
+        config.validate()
+    write_atomic(folder / "config.json", config.to_json_string(use_diff=True))
+
+
 def default_out(model: str, split: str) -> Path:
     return Path("data/eval") / f"{Path(model).name or 'model'}-{split}"
 
@@ -247,7 +262,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
                 note = f"tuned on dev ({len(dev_rows)} rows)"
                 model.config.label_thresholds = thresholds
                 if config.save_thresholds and folder.is_dir():
-                    model.config.save_pretrained(folder)
+                    save_config(model.config, folder)
                     note += f", saved to {folder / 'config.json'}"
             elif config.thresholds == "tune":
                 note += (" (no dev split to tune on)" if config.split != "dev"

@@ -3,7 +3,9 @@
 Why a process and not a thread: training holds the GIL for long stretches and would take every
 core torch offers; a ``spawn``ed child gets its own interpreter, its own thread budget
 (``OMP_NUM_THREADS`` and ``torch.set_num_threads``), and a lower CPU priority (``os.nice``),
-and can be stopped at any moment without corrupting the parent.
+and can be stopped at any moment without corrupting the parent. A child whose parent is gone (the bot
+killed with ``kill -9``) stops at its next step and deploys nothing; it inherits no secret from the
+parent's environment (``DISCORD_TOKEN`` and other secret-looking names; the hub's ``HF_TOKEN`` stays).
 
 ::
 
@@ -21,16 +23,21 @@ are rebuilt on this side, so the pipe carries only plain data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import dataclasses
 import logging
 import multiprocessing as mp
 import os
 import queue
+import re
 import signal
 import sys
 import threading
+import time
 import traceback
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from model.progress import TrainingEvent
@@ -43,6 +50,13 @@ log = logging.getLogger(__name__)
 #: Thread-count variables read once by the native libraries when torch is imported.
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _env_lock = threading.Lock()
+#: Secret-looking names kept out of the child's environment (the bot token above all: a service manager
+#: may export ``DISCORD_TOKEN``); matched on whole ``_``-separated parts, so TOKENIZERS_PARALLELISM stays.
+_SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)")
+#: Kept although they look secret: a fine-tune may download a private base model or dataset from the hub.
+_HUB_PREFIXES = ("HF_", "HUGGING_FACE_")
+#: Seconds a child whose parent is gone waits for its own cooperative stop before it exits anyway.
+ORPHAN_GRACE = 15.0
 
 
 class TrainingFailed(RuntimeError):
@@ -64,11 +78,105 @@ class TrainingBusy(RuntimeError):
 _END = object()
 
 
-def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: Any, nice: int) -> None:
-    """Entry point of the training process: run the fine-tune, report over ``out``."""
+def secret_names(environ: dict[str, str] | os._Environ) -> list[str]:
+    """The variables of ``environ`` a training child must not inherit (the hub's token is not one)."""
+    return [k for k in environ if _SECRET_NAME.search(k.upper()) and not k.upper().startswith(_HUB_PREFIXES)]
+
+
+@contextlib.contextmanager
+def _child_environment(threads: str | None) -> Iterator[None]:
+    """``os.environ`` as a spawned child should copy it: its thread budget, no secrets; restored after.
+
+    Spawn copies the process environment when the child starts, so this is the only point where a
+    secret exported by a service manager can be kept from it. The lock keeps two starts from interleaving.
+    """
+    with _env_lock:
+        changes: dict[str, str | None] = dict.fromkeys(_THREAD_ENV, threads) if threads else {}
+        changes.update(dict.fromkeys(secret_names(os.environ)))
+        saved = {k: os.environ.get(k) for k in changes}
+        try:
+            _set_environ(changes)
+            yield
+        finally:
+            _set_environ(saved)
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+class ParentWatch:
+    """Whether the process that started this child still runs.
+
+    Gone once this child was re-parented (POSIX: ``getppid`` changes when the parent dies) or
+    multiprocessing's parent sentinel is closed (also where pids are not re-parented).
+    """
+
+    def __init__(self, parent_pid: int) -> None:
+        self.parent_pid = parent_pid
+        self._parent = mp.parent_process()
+
+    def alive(self) -> bool:
+        return os.getppid() == self.parent_pid and (self._parent is None or self._parent.is_alive())
+
+    def wait_gone(self, interval: float = 0.5) -> None:
+        """Block until the parent is gone: woken by its sentinel, with a ``getppid`` check every ``interval``."""
+        sentinel = [self._parent.sentinel] if self._parent is not None else []
+        while self.alive():
+            if sentinel:
+                wait(sentinel, interval)
+            else:
+                time.sleep(interval)
+
+
+def stop_check(stop: threading.Event, watch: ParentWatch) -> Callable[[], bool]:
+    """``should_stop`` for the fine-tune: a cancel, or the parent gone, asked afresh at every check.
+
+    Asking the parent itself (not only the watcher's flag) is what makes even a death just before
+    the deploy step deploy nothing: finetune checks this right before ``set_current``.
+    """
+    return lambda: stop.is_set() or not watch.alive()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM when the parent goes (``prctl(PR_SET_PDEATHSIG)``); elsewhere the watcher."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+
+
+def _watch_parent(watch: ParentWatch, stop: threading.Event, grace: float) -> None:
+    """The watcher thread: on the parent's death ask for a stop, then end the process if that takes too long."""
+    watch.wait_gone()
+    stop.set()
+    log.warning("the process that started this training is gone: stopping without deploying")
+    time.sleep(grace)
+    os._exit(1)  # still here: a stage that never checks should_stop; nothing was deployed, so nothing is lost
+
+
+def _watch(parent_pid: int, pdeathsig: bool, stop: threading.Event) -> ParentWatch:
+    """Start watching the parent; the death signal only where the parent's starting thread lives as long as it."""
+    watch = ParentWatch(parent_pid)
+    if pdeathsig:
+        _die_with_parent()
+    threading.Thread(target=_watch_parent, args=(watch, stop, ORPHAN_GRACE), name="parent-watch",
+                     daemon=True).start()
+    if not watch.alive():  # gone before the signal was armed
+        stop.set()
+    return watch
+
+
+def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: Any, nice: int,
+                parent_pid: int, pdeathsig: bool) -> None:
+    """Entry point of the training process: run the fine-tune, report over ``out``; stop if the parent dies."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # cooperative: checked every step
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the parent's to handle
+    watch = _watch(parent_pid, pdeathsig, stop)
     if nice:
         try:
             os.nice(nice)
@@ -84,7 +192,7 @@ def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: An
             torch.set_num_threads(int(config["torch_threads"]))
         cfg = finetune.FinetuneConfig(**config)
         result = finetune.run(examples, cfg, on_event=lambda e: out.put(("event", e.as_dict())),
-                              should_stop=stop.is_set)
+                              should_stop=stop_check(stop, watch))
         out.put(("result", dataclasses.asdict(result)))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         from model.finetune import FinetuneCancelled
@@ -96,7 +204,10 @@ def _child_main(examples: list[tuple[str, str]], config: dict[str, Any], out: An
             code = 1
     finally:
         out.close()
-        out.join_thread()  # the messages must reach the pipe before the process ends
+        if watch.alive():
+            out.join_thread()  # the messages must reach the pipe before the process ends
+        else:
+            out.cancel_join_thread()  # nobody reads them: a full pipe must not keep this process alive
     if code:
         sys.exit(code)
 
@@ -150,23 +261,17 @@ class TrainingJob:
             if TrainingJob.busy():
                 raise TrainingBusy(f"a training job is already running (pid {TrainingJob._active.pid}): "
                                    "wait for it to finish or cancel it")
-            self._queue = self._ctx.Queue()
             config = dataclasses.asdict(self.config)
-            self._process = self._ctx.Process(target=_child_main, name="emotion-finetune", daemon=True,
-                                              args=(self.examples, config, self._queue, self.nice))
+            # The kernel's parent-death signal fires when the *thread* that started the child ends; only
+            # the main thread lives as long as the process, elsewhere the child's watcher alone decides.
+            pdeathsig = threading.current_thread() is threading.main_thread()
             threads = str(self.config.torch_threads) if self.config.torch_threads else None
-            with _env_lock:  # a spawned child copies the environment when it starts
-                saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-                try:
-                    if threads:
-                        os.environ.update(dict.fromkeys(_THREAD_ENV, threads))
-                    self._process.start()
-                finally:
-                    for k, v in saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
+            with _child_environment(threads):  # the queue's first lock may start multiprocessing's tracker process
+                self._queue = self._ctx.Queue()
+                self._process = self._ctx.Process(target=_child_main, name="emotion-finetune", daemon=True,
+                                                  args=(self.examples, config, self._queue, self.nice, os.getpid(),
+                                                        pdeathsig))
+                self._process.start()
             TrainingJob._active = self
         log.info("training started in process %s (%s torch threads, nice %+d)",
                  self._process.pid, self.config.torch_threads or "default", self.nice)

@@ -86,15 +86,42 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix (nor an empty file).
+
+    A temp file in the same folder, fsynced, then ``os.replace``d over ``path``; a failure removes the temp file.
+    """
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+#: A saved model has one of these (sharded checkpoints have the index).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _incomplete(folder: Path) -> str | None:
+    """Why ``folder`` is not a loadable model (cheap checks: files, config.json parses), or None."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "it has no config.json"
+    except (OSError, ValueError) as exc:
+        return f"its config.json cannot be read ({type(exc).__name__})"
+    if not isinstance(config, dict):
+        return "its config.json is not a JSON object"
+    if not any((folder / n).is_file() for n in WEIGHT_FILES):
+        return f"it has no weights ({' or '.join(WEIGHT_FILES[::2])})"
+    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -188,18 +215,44 @@ class Registry:
     # ------------------------------------------------------------------ changing current
 
     def set_current(self, name: str, *, reason: str = "set") -> ModelVersion:
-        """Point ``current`` at ``name`` (atomically) and note it in the history."""
+        """Point ``current`` at ``name`` and note it in the history.
+
+        Validate, record, then move the pointer (atomically) last: whatever fails raises with
+        ``current`` where it was, never after it moved.
+        """
         version = self.get(name)
-        if not (version.path / "config.json").is_file():
-            raise RegistryError(f"{version.path} has no config.json: it is not a complete model")
-        self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.root / CURRENT_FILE, version.name + "\n")
-        entry = {"version": version.name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "reason": reason}
-        with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        problem = _incomplete(version.path)
+        if problem:
+            raise RegistryError(f"{version.name} ({version.path}) is not a complete model: {problem}; "
+                                f"current is still {self.current_name() or 'the base model'}")
+        self._record(version.name, reason)
+        write_atomic(self.root / CURRENT_FILE, version.name + "\n")
         log.info("current model version: %s (%s)", version.name, reason)
         return version
+
+    def clear_current(self, *, reason: str = "cleared") -> None:
+        """No version is current any more: the bot serves its base model (``EMOTION_MODEL``) on its next start.
+
+        What a failed first deploy does, so a restart does not load a model that cannot load.
+        """
+        previous = self.current_name()
+        if previous is None:
+            return
+        self._record(None, reason)
+        (self.root / CURRENT_FILE).unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        log.info("no current model version (was %s): %s", previous, reason)
+
+    def _record(self, name: str | None, reason: str) -> None:
+        """Append a change of ``current`` to the history; RegistryError (pointer untouched) if it cannot."""
+        entry = {"version": name, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason}
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / HISTORY_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+        except OSError as exc:
+            raise RegistryError(f"could not record the change in {self.root / HISTORY_FILE} ({exc.strerror or exc}); "
+                                f"current is still {self.current_name() or 'the base model'}") from exc
 
     def rollback(self, name: str | None = None) -> ModelVersion:
         """Make ``name`` current; None means the newest *older* version that was ever current.
@@ -257,7 +310,7 @@ class Registry:
         for _ in range(1000):
             name = f"v{number}"
             meta["version"] = name
-            _write_atomic(tmp / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+            write_atomic(tmp / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
             _fsync_dir(tmp)
             target = self.root / name
             if not target.exists():

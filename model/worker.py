@@ -4,6 +4,7 @@ One thread owns the model, so the event loop never runs tokenizer or model code.
 that arrive together are micro-batched: the thread takes everything queued (up to
 ``max_batch``), waits at most ``max_wait`` for more, and runs them as one length-sorted
 batch. Results go back to each caller's loop with one ``call_soon_threadsafe`` per batch.
+A batch that fails is retried text by text, so one bad text fails only its own request.
 """
 
 from __future__ import annotations
@@ -146,8 +147,7 @@ class InferenceWorker:
         try:
             results: list = classifier.predict([r.text for r in live], batch_size=self.max_batch)
         except Exception as exc:  # noqa: BLE001 - a bad batch fails its own requests, not the thread
-            log.exception("inference batch of %d failed", len(live))
-            results = [exc] * len(live)
+            results = self._one_by_one(classifier, live, exc)
         self.batches += 1
         self.processed += len(live)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -158,6 +158,22 @@ class InferenceWorker:
                 loop.call_soon_threadsafe(_deliver, items)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
+
+    def _one_by_one(self, classifier: Classifier, live: list[_Request], exc: Exception) -> list:
+        """After a failed batch, each text alone: one bad text fails only its own request."""
+        if len(live) == 1:
+            log.error("inference of one text failed", exc_info=exc)
+            return [exc]
+        log.warning("inference batch of %d failed (%s: %s); retrying each text alone",
+                    len(live), type(exc).__name__, exc)
+        results: list = []
+        for request in live:
+            try:
+                results.extend(classifier.predict([request.text], batch_size=1))
+            except Exception as one:  # noqa: BLE001 - this text's own error, for its own caller
+                log.error("inference of one text failed", exc_info=one)
+                results.append(one)
+        return results
 
     def _fail_queued(self, exc: Exception) -> None:
         while True:

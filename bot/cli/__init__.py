@@ -14,10 +14,22 @@ import sys
 
 from bot.cli import common, data, models, predict, run, shell, training
 from bot.cli.common import RedactToken, setup_logging
+from bot.settings import export_hub_settings
 
 __all__ = ["RedactToken", "build_parser", "main", "setup_logging"]
 
 GROUPS = (run, predict, data, training, models, shell)
+
+
+def version() -> str:
+    """The installed package's version (its metadata, so it cannot drift from pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("emotion-machine")
+    except PackageNotFoundError:
+        return "unknown (not installed: run scripts/setup)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emotion-machine",
         description="A Discord bot that tags messages with emotions and learns from corrections. "
-                    "Settings come from the environment and .env (see .env.example).")
+                    "Settings come from the environment and .env in the working folder (see .env.example).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=HfArgumentParser)
     for group in GROUPS:
         group.add_parsers(sub)
@@ -34,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    export_hub_settings()  # before the parser imports transformers (and with it the hub, which reads them once)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     if not getattr(args, "logs_itself", False):

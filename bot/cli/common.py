@@ -30,7 +30,13 @@ def fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 class RedactToken(logging.Filter):
-    """Replace the bot token wherever it would appear in a log record (message, args or traceback)."""
+    """Replace the bot token wherever a log record would show it: message, args, traceback, stack.
+
+    The traceback is checked as it will be printed (chained causes and contexts included), and kept,
+    redacted: an admin still sees what failed.
+    """
+
+    _formatter = logging.Formatter()
 
     def __init__(self, token: str) -> None:
         super().__init__()
@@ -38,13 +44,30 @@ class RedactToken(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.token:
-            message = record.getMessage()
-            if self.token in message:
-                record.msg, record.args = message.replace(self.token, "[token]"), None
-            if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
-                record.exc_info = None
-                record.msg = f"{record.msg} (traceback hidden: it contained the token)"
+            self._redact_message(record)
+            self._redact_traceback(record)
+            if record.stack_info and self.token in record.stack_info:
+                record.stack_info = self.redact(record.stack_info)
         return True
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.token, "[token]")
+
+    def _redact_message(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - bad args: logging's own error report would print them
+            message = f"{record.msg} {record.args!r}"
+        if self.token in message:
+            record.msg, record.args = self.redact(message), None
+
+    def _redact_traceback(self, record: logging.LogRecord) -> None:
+        """The formatted exception (``exc_text``, what every Formatter prints when set) in place of ``exc_info``."""
+        text = record.exc_text or ""
+        if record.exc_info and record.exc_info[0] is not None:
+            text = text or self._formatter.formatException(record.exc_info)
+        if self.token in text:
+            record.exc_info, record.exc_text = None, self.redact(text)
 
 
 def setup_logging(level: str = "INFO", token: str = "") -> None:

@@ -30,10 +30,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_import)
 
 
-async def _with_store(db, work):
+async def _with_store(db, work, *, read_only: bool = False):
     from bot.store import Store
 
-    store = await Store.open(db)
+    store = await Store.open(db, read_only=read_only)
     try:
         return await work(store)
     finally:
@@ -47,7 +47,8 @@ def run_export(args: argparse.Namespace) -> int:
     db = settings(args).db_path
     out = sys.stdout if args.output == "-" else args.output
     try:
-        n = asyncio.run(_with_store(db, lambda store: export_examples(store, out, args.format, since=args.since)))
+        n = asyncio.run(_with_store(db, lambda store: export_examples(store, out, args.format, since=args.since),
+                                    read_only=True))  # works on a read-only disk, and never migrates
     except (StoreError, OSError) as exc:
         raise CommandError(str(exc)) from None
     print(f"exported {n} examples", file=sys.stderr)

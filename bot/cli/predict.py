@@ -20,11 +20,55 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_predict)
 
 
+def _note(message: str) -> None:
+    print(f"emotion-machine: note: {message}", file=sys.stderr)
+
+
+def _stdin_texts() -> list[str]:
+    """Each stdin line, decoded leniently: one bad byte must not lose the good lines."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # already text (a StringIO): nothing to decode
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    out = []
+    for n, raw in enumerate(stream, 1):
+        raw = raw.rstrip(b"\r\n")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            _note(f"stdin line {n} is not valid UTF-8: its undecodable bytes are shown as U+FFFD")
+        out.append(text)
+    return out
+
+
+def _argument_texts(arguments: list[str]) -> list[str]:
+    """Each argument; bytes argv could not decode (surrogate escapes) become U+FFFD."""
+    from model.text import encodable
+
+    out = []
+    for n, argument in enumerate(arguments, 1):
+        text = encodable(argument)
+        if text != argument:
+            _note(f"argument {n} is not valid UTF-8: its undecodable bytes are shown as U+FFFD")
+        out.append(text)
+    return out
+
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    """The texts to classify, from the arguments or stdin alike: blank ones skipped with a note."""
+    given = _argument_texts(args.text) if args.text else _stdin_texts()
+    texts = [text for text in given if text.strip()]
+    if len(texts) < len(given):
+        skipped = len(given) - len(texts)
+        _note(f"skipped {skipped} blank text{'s' if skipped != 1 else ''}")
+    return texts
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from model.classifier import Classifier, ModelLoadError
     from model.labels import emoji_for
 
-    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    texts = _texts(args)
     if not texts:
         raise CommandError("give one or more texts, or one message a line on stdin", EXIT_USAGE)
     loaded = settings(args)

@@ -1,4 +1,4 @@
-"""``/emotion …``: about, predict, privacy (optout, optin, forget-me) and the admin's config."""
+"""``/emotion …``: about, predict, privacy (optout, optin, forget-me); and the admin's ``/emotion-config``."""
 
 from __future__ import annotations
 
@@ -93,9 +93,17 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
             "(predictions and corrections). New messages will be tagged unless you `/emotion optout`.",
             ephemeral=True)
 
-    # -- admin --------------------------------------------------------------------------------------
 
-    @app_commands.command(name="config", description="Server settings for tagging (Manage Server)")
+
+class EmotionConfig(commands.Cog):
+    """``/emotion-config``: a command of its own, because Discord hides commands per top-level command
+    (``default_permissions``); a subcommand of ``/emotion`` would be listed to every member."""
+
+    def __init__(self, bot) -> None:
+        self.bot = bot
+        self.services = bot.services
+
+    @app_commands.command(name="emotion-config", description="Server settings for tagging (Manage Server)")
     @app_commands.describe(
         channel="The channel (or thread/forum) that `tagging` applies to; default: this one",
         tagging="on/off for the channel; 'only' tags only such channels; 'all' ends 'only' mode",
@@ -103,6 +111,8 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
         threshold="Minimum probability before I react (0-1)",
         show_neutral="React with 😐 for neutral messages",
         reactions="Add reactions (off: predictions are still recorded for /mood)")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
     @manager_only()
     async def config(self, interaction: discord.Interaction,
                      channel: discord.TextChannel | discord.Thread | discord.ForumChannel | None = None,
@@ -121,3 +131,4 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
 
 async def setup(bot) -> None:
     await bot.add_cog(Emotion(bot))
+    await bot.add_cog(EmotionConfig(bot))

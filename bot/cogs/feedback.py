@@ -14,7 +14,7 @@ from bot import render
 from bot.errors import message_for, send_ephemeral
 from bot.permissions import actor_of
 from bot.services import Refusal
-from bot.services.correcting import Corrected, Target, check_correctable, resolve_label
+from bot.services.correcting import CANNOT_READ, Corrected, Target, check_correctable, resolve_label
 from model.labels import emoji_for
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,39 @@ def label_choices(labels: tuple[str, ...], current: str) -> list[app_commands.Ch
     return [app_commands.Choice(name=f"{emoji_for(lb)} {lb}", value=lb) for lb in hits[:PAGE]]
 
 
-def target_of(message: discord.Message, bot_user_id: int, reader: discord.abc.User) -> Target:
-    """What the service needs to know about ``message``, with ``reader``'s permissions where it is."""
-    perms = message.channel.permissions_for(reader) if isinstance(reader, discord.Member) else None
+async def can_read(interaction: discord.Interaction, channel) -> bool:
+    """Whether the member may read ``channel``'s history, as Discord decides it (server-side data only).
+
+    View Channel and Read Message History: as Discord resolved them for the interaction's own channel,
+    from the guild's roles and overwrites elsewhere. A private thread also needs membership or Manage
+    Threads in its parent, which ``permissions_for`` knows nothing of, so membership is asked of Discord.
+    """
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return False
+    perms = interaction.permissions if channel.id == interaction.channel_id else channel.permissions_for(member)
+    if not (perms.view_channel and perms.read_message_history):
+        return False
+    if isinstance(channel, discord.Thread) and channel.is_private() and not perms.manage_threads:
+        return await is_thread_member(channel, member.id)
+    return True
+
+
+async def is_thread_member(thread: discord.Thread, user_id: int) -> bool:
+    """Asked of Discord: the cache only learns other members' joins with the members intent."""
+    try:
+        await thread.fetch_member(user_id)
+    except discord.HTTPException:  # NotFound: not a member; anything else: not shown to be one
+        return False
+    return True
+
+
+def target_of(message: discord.Message, bot_user_id: int, readable: bool) -> Target:
+    """What the service needs to know about ``message``; ``readable``: the actor may read where it is."""
     return Target(guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id,
                   author_id=message.author.id, text=message.content or "",
                   by_bot=message.author.bot or message.webhook_id is not None, own=message.author.id == bot_user_id,
-                  actor_can_read=perms is None or bool(perms.view_channel and perms.read_message_history))
+                  actor_can_read=readable)
 
 
 class Feedback(commands.Cog):
@@ -83,9 +109,8 @@ class Feedback(commands.Cog):
                 channel = None
         if channel is None or getattr(channel, "guild", None) != guild or not hasattr(channel, "fetch_message"):
             raise Refusal("I can't find that channel in this server.")
-        perms = channel.permissions_for(interaction.user)
-        if not (perms.view_channel and perms.read_message_history):
-            raise Refusal("You can only correct messages in channels you can read.")
+        if not await can_read(interaction, channel):  # before fetching: not even whether the message exists
+            raise Refusal(CANNOT_READ)
         try:
             return await channel.fetch_message(message_id)
         except discord.NotFound:
@@ -95,21 +120,29 @@ class Feedback(commands.Cog):
 
     async def apply(self, interaction: discord.Interaction, message: discord.Message, emotion: str) -> str:
         """Store the correction and swap the reaction; returns the confirmation text."""
-        outcome = await self.service.correct(actor_of(interaction), target_of(message, self.bot.user.id,
-                                                                              interaction.user), emotion)
+        readable = await can_read(interaction, message.channel)  # again: access may have changed since
+        outcome = await self.service.correct(actor_of(interaction), target_of(message, self.bot.user.id, readable),
+                                             emotion)
         await self.swap_reaction(message, outcome)
         return render.correction(outcome, render.DISCORD)
 
     async def swap_reaction(self, message: discord.Message, outcome: Corrected) -> None:
-        """Remove whatever the bot shows now (an earlier correction's emoji too), then add the new one."""
+        """Remove whatever the bot shows now (an earlier correction's emoji too), then add the new one.
+
+        A tagging reaction still waiting in the pacer is taken over instead: the corrected emoji goes out
+        in its turn (paced), so the old one can never land after the swap.
+        """
+        new = emoji_for(outcome.label)
+        add = (lambda: message.add_reaction(new)) if outcome.reactions else None
+        queued = await self.bot.pacer.take_over(message.id, add)  # True: the old emoji was never sent
         shown = {str(r.emoji) for r in message.reactions if r.me}
-        if outcome.previous is not None:
+        if outcome.previous is not None and not queued:
             shown.add(emoji_for(outcome.previous))
         try:
-            for emoji in shown - {emoji_for(outcome.label)}:
+            for emoji in shown - {new}:
                 await message.remove_reaction(emoji, self.bot.user)
-            if outcome.reactions:
-                await message.add_reaction(emoji_for(outcome.label))
+            if add is not None and not queued:
+                await add()
         except discord.HTTPException as exc:  # the correction is stored; the emoji is cosmetic
             log.info("could not swap the reaction on message %s (HTTP %s)", message.id, exc.status)
 
@@ -135,7 +168,7 @@ class Feedback(commands.Cog):
     async def correct_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if interaction.guild is None:
             raise Refusal("Corrections only work in servers.")
-        check_correctable(target_of(message, self.bot.user.id, interaction.user))
+        check_correctable(target_of(message, self.bot.user.id, await can_read(interaction, message.channel)))
         current = await self.service.current_label(message.id, interaction.guild_id)
         view = CorrectionView(self, message, self.service.labels, current, interaction.user.id)
         await interaction.response.send_message(view.header(), view=view, ephemeral=True)

@@ -60,7 +60,36 @@ class Tagging(commands.Cog):
             self._warn_no_permission(message.channel.id)
             return  # no request Discord would refuse: 403s count towards its invalid-request limit
         emoji = tagged.emoji
-        self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received)
+        # keyed by message: a correction made while it waits replaces it (bot.cogs.feedback.swap_reaction)
+        self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received,
+                              key=message.id)
+
+    # A 403 stops the pacer reacting in that channel; these events are when the bot's permissions there may
+    # have changed. Its own role assignments (GUILD_MEMBER_UPDATE) need the members intent: the pacer's
+    # block also expires by itself (ReactionPacer.block_for).
+
+    @commands.Cog.listener()
+    async def on_guild_channel_update(self, _before, after: discord.abc.GuildChannel) -> None:
+        self._permissions_may_have_changed(after.guild)
+
+    @commands.Cog.listener()
+    async def on_thread_update(self, _before, after: discord.Thread) -> None:
+        self._permissions_may_have_changed(after.guild)
+
+    @commands.Cog.listener()
+    async def on_guild_role_update(self, _before, after: discord.Role) -> None:
+        self._permissions_may_have_changed(after.guild)
+
+    @commands.Cog.listener()
+    async def on_guild_role_create(self, role: discord.Role) -> None:
+        self._permissions_may_have_changed(role.guild)
+
+    @commands.Cog.listener()
+    async def on_guild_role_delete(self, role: discord.Role) -> None:
+        self._permissions_may_have_changed(role.guild)
+
+    def _permissions_may_have_changed(self, guild: discord.Guild) -> None:
+        self.bot.pacer.unblock([*(c.id for c in guild.channels), *(t.id for t in guild.threads)])
 
     def _warn_no_permission(self, channel_id: int) -> None:
         if channel_id not in self._no_permission:

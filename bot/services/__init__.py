@@ -13,7 +13,7 @@ from bot.services.common import Actor, NotAllowed, Refusal, Serving
 from bot.services.correcting import CorrectingService
 from bot.services.guild_config import GuildConfigService
 from bot.services.mood import MoodService
-from bot.services.privacy import PrivacyService
+from bot.services.privacy import InFlight, PrivacyService
 from bot.services.retraining import RetrainingService
 from bot.services.tagging import TaggingService
 
@@ -35,7 +35,8 @@ class Services:
     @classmethod
     def build(cls, settings, store, worker) -> Services:
         serving = Serving(worker)
-        return cls(serving=serving, tagging=TaggingService(settings, store, serving),
-                   correcting=CorrectingService(store, serving),
+        inflight = InFlight()  # one view of the work under way, so a forget or a delete reaches all of it
+        return cls(serving=serving, tagging=TaggingService(settings, store, serving, inflight),
+                   correcting=CorrectingService(store, serving, inflight),
                    retraining=RetrainingService(settings, store, serving), mood=MoodService(store),
-                   privacy=PrivacyService(settings, store), guild_config=GuildConfigService(store))
+                   privacy=PrivacyService(settings, store, inflight), guild_config=GuildConfigService(store))

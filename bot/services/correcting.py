@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.services.common import Actor, Refusal
+from bot.services.privacy import InFlight
 from bot.store import Correction
 from model.labels import emoji_for
 
@@ -57,22 +58,28 @@ def resolve_label(text: str, labels: Sequence[str]) -> str:
                   + ", ".join(f"{emoji_for(lb)} {lb}" for lb in labels))
 
 
+CANNOT_READ = "You can only correct messages in channels you can read."
+
+
 def check_correctable(target: Target) -> None:
-    """Only members' messages with text, in channels the actor can read."""
+    """Only members' messages with text, in channels the actor can read (checked first: a refusal
+    must not tell someone who cannot read the message anything about it)."""
+    if not target.actor_can_read:
+        raise Refusal(CANNOT_READ)
     if target.own:
         raise Refusal("That is one of my own messages; only members' messages are tagged.")
     if target.by_bot:
         raise Refusal("Only messages written by members can be corrected.")
     if not (target.text and target.text.strip()):
         raise Refusal("That message has no text to learn from.")
-    if not target.actor_can_read:
-        raise Refusal("You can only correct messages in channels you can read.")
 
 
 class CorrectingService:
-    def __init__(self, store, serving) -> None:
+    def __init__(self, store, serving, inflight: InFlight | None = None) -> None:
         self.store = store
         self.serving = serving
+        #: Corrections being stored: a forget of the message's author or its deletion meanwhile undoes them.
+        self.inflight = inflight if inflight is not None else InFlight()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -97,6 +104,20 @@ class CorrectingService:
             raise Refusal("That message is in another server; corrections only work in the server they belong to.")
         if await self.store.is_opted_out(target.author_id):
             raise Refusal("The author of that message has opted out, so I don't store their messages.")
+        with self.inflight.track(target.message_id, target.author_id) as work:
+            previous = await self._store(actor, target, label, source)
+            if work.dropped:  # the author asked to be forgotten, or the message was deleted, meanwhile
+                await self.store.forget_messages([target.message_id])
+                raise Refusal("That message was just deleted, or its author asked me to forget them, "
+                              "so I stored nothing.")
+        if await self.store.is_opted_out(target.author_id):  # opted out while we were writing
+            await self.store.forget_user(target.author_id)
+            raise Refusal("The author of that message has just opted out, so I don't store their messages.")
+        settings = await self.store.get_guild_settings(target.guild_id)
+        return Corrected(label, previous, settings.reactions, await self.store.count_corrections() if count else None)
+
+    async def _store(self, actor: Actor, target: Target, label: str, source: str) -> str | None:
+        """Write the correction durably; returns what the bot had tagged the message with."""
         row = await self.store.get_prediction(target.message_id)
         row = row if row is not None and row.guild_id == target.guild_id else None
         previous = row.label if row is not None else None
@@ -105,8 +126,4 @@ class CorrectingService:
             author_id=target.author_id, corrector_id=actor.user_id, predicted_label=previous, label=label,
             text=target.text, model_version=row.model_version if row is not None else self.serving.classifier.version,
             source=source, created_at=time.time()))
-        if await self.store.is_opted_out(target.author_id):  # opted out while we were writing
-            await self.store.forget_user(target.author_id)
-            raise Refusal("The author of that message has just opted out, so I don't store their messages.")
-        settings = await self.store.get_guild_settings(target.guild_id)
-        return Corrected(label, previous, settings.reactions, await self.store.count_corrections() if count else None)
+        return previous

@@ -14,7 +14,7 @@ Tagging = Literal["on", "off", "only", "all"]
 
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
-    """The options of ``/emotion config``; None leaves a setting as it is."""
+    """The options of ``/emotion-config``; None leaves a setting as it is."""
 
     #: The channel ``tagging`` applies to (the front end defaults it to where the command ran).
     channel_id: int | None = None

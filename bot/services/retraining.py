@@ -207,7 +207,8 @@ class RetrainingService:
     async def deploy(self, path: str, version: str, *, previous: str | None) -> str | None:
         """Load ``version`` off the loop and serve it; on failure point ``current`` back at ``previous``.
 
-        Returns None when it is served, else why it could not be loaded.
+        With no ``previous`` (a first deploy) ``current`` is cleared, so a restart serves the base
+        model rather than the one that cannot load. Returns None when it is served, else why not.
         """
         from model.classifier import ModelLoadError
 
@@ -217,11 +218,20 @@ class RetrainingService:
                                                  quantize=self.settings.quantize)
         except ModelLoadError as exc:
             log.error("version %s could not be loaded: %s", version, exc)
-            if previous and previous != version:  # keep the pointer on the model that is actually served
-                await asyncio.to_thread(self.registry.set_current, previous, reason="load failed")
+            await asyncio.to_thread(self._point_back, version, previous)
             return str(exc)
         self.serving.swap(classifier)
         return None
+
+    def _point_back(self, version: str, previous: str | None) -> None:
+        """Keep ``current`` on the model that is actually served after ``version`` failed to load."""
+        try:
+            if previous and previous != version:
+                self.registry.set_current(previous, reason=f"{version} could not be loaded")
+            elif not previous and self.registry.current_name() == version:
+                self.registry.clear_current(reason=f"{version} could not be loaded; back to the base model")
+        except RegistryError as exc:
+            log.error("could not point current away from %s: %s", version, exc)
 
     async def rollback(self, actor: Actor, version: str | None = None) -> ModelVersion:
         """Make ``version`` (default: the previous deployed one) current and serve it."""

@@ -1,7 +1,8 @@
 """Tagging one message: should it be tagged, classify it, record it, and which emoji (if any) to show.
 
 The rules live here once: server and channel switches, opt-outs (checked again after the model,
-so an opt-out during classification wins), load shedding, the threshold and neutral policy.
+so an opt-out during classification wins, as do a forget-me and a delete of the message), load
+shedding, the threshold and neutral policy.
 The front end only says where the message is and sends the reaction.
 """
 
@@ -11,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from bot.services.privacy import InFlight, Work
 from bot.store import GuildSettings, PredictionRow, StoreError
 from model.labels import emoji_for
 from model.worker import WorkerClosed
@@ -42,10 +44,12 @@ class Tagged:
 
 
 class TaggingService:
-    def __init__(self, settings, store, serving) -> None:
+    def __init__(self, settings, store, serving, inflight: InFlight | None = None) -> None:
         self.settings = settings
         self.store = store
         self.serving = serving
+        #: Messages being classified: a forget of their author or their deletion meanwhile drops the result.
+        self.inflight = inflight if inflight is not None else InFlight()
         # Load shedding: past this many messages waiting for the model, new ones are not
         # tagged, so a flood beyond the worker's capacity can't grow memory without bound.
         self.max_backlog = 2 * serving.worker.max_pending
@@ -77,25 +81,38 @@ class TaggingService:
         if self.backlog >= self.max_backlog:
             self._shed_one()
             return None
+        with self.inflight.track(message.message_id, message.author_id) as work:
+            prediction = await self._classify(message.text)
+            if prediction is None or work.dropped or await self.store.is_opted_out(message.author_id):
+                return None  # the model failed, or forgotten, deleted or opted out while the model was busy
+            if not await self._record(message, prediction, work):
+                return None
+        return Tagged(prediction, self.emoji_to_show(prediction, settings))
+
+    async def _classify(self, text: str):
+        """The model's prediction, or None when it failed (the worker logged it) or is gone."""
         self.backlog += 1
         try:
-            prediction = await self.serving.worker.classify(message.text)
+            return await self.serving.worker.classify(text)
         except WorkerClosed:
             return None
         except Exception:  # noqa: BLE001 - the worker has logged the failed batch
             return None
         finally:
             self.backlog -= 1
-        if await self.store.is_opted_out(message.author_id):  # opted out while the model was busy
-            return None
+
+    async def _record(self, message: IncomingMessage, prediction, work: Work) -> bool:
+        """Store the prediction; False when a forget or a delete came while it was being stored (undone)."""
         try:
             await self.store.record_prediction(PredictionRow(
                 guild_id=message.guild_id, channel_id=message.channel_id, message_id=message.message_id,
                 author_id=message.author_id, label=prediction.label, probability=prediction.score,
                 model_version=prediction.version, created_at=time.time()))
+            if work.dropped:  # the forget may have run before the row was buffered: delete it now
+                await self.store.forget_messages([message.message_id])
         except StoreError as exc:
             self.warn_store(exc)
-        return Tagged(prediction, self.emoji_to_show(prediction, settings))
+        return not work.dropped
 
     @staticmethod
     def emoji_to_show(prediction, settings: GuildSettings) -> str | None:

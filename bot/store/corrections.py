@@ -78,6 +78,15 @@ _SELECT_TRAINING_EXAMPLES = f"SELECT text, label FROM ({_TRAINING_EXAMPLES}) ORD
 _COUNT_TRAINING_EXAMPLES = f"SELECT COUNT(*) FROM ({_TRAINING_EXAMPLES})"
 
 
+_DELETE_OF_MESSAGE = "DELETE FROM corrections WHERE message_id = ?"
+
+
+async def delete_message_corrections(db: aiosqlite.Connection, message_ids: Sequence[int]) -> int:
+    """Inside a write transaction: delete every correction of these messages (their text goes with them)."""
+    cursor = await db.executemany(_DELETE_OF_MESSAGE, [(message_id,) for message_id in message_ids])
+    return cursor.rowcount
+
+
 def _params(c: Correction, now: float) -> tuple[Any, ...]:
     """The row for _INSERT, from a checked correction; an unset ``created_at`` is ``now``."""
     values = _values(c)

@@ -6,15 +6,17 @@ exceptions, so the bot stays up and the operator learns which file is in trouble
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 
 class StoreError(RuntimeError):
     """The database could not be used (disk full, read-only, locked, corrupt...).
 
     ``reason`` is a short machine-readable code ("full", "readonly", "locked",
-    "cantopen", "io", "corrupt", "newer", "closed", "error") so callers can pick a
+    "cantopen", "io", "corrupt", "newer", "old", "closed", "error") so callers can pick a
     user-facing message; ``str(err)`` is already a human sentence naming the file.
     """
 
@@ -59,10 +61,32 @@ def translate_error(exc: sqlite3.Error, path: str, action: str) -> StoreError:
         ((reason, explanation) for needle, reason, explanation in _ERROR_KINDS if needle in lowered),
         ("error", "SQLite reported an error"),
     )
+    if reason == "corrupt":
+        explanation += f"; recover what is left with: {recovery_command(path)}"
     return StoreError(
         f"Could not {action} ({path}): {explanation}. [SQLite: {text}]",
         path=path,
         reason=reason,
+    )
+
+
+def recovery_command(path: str) -> str:
+    """The shell command that copies what SQLite can still read of ``path`` into a new file beside it."""
+    file = Path(path)
+    fixed = file.with_name(f"{file.stem}-recovered{file.suffix or '.db'}")
+    return f'sqlite3 {shlex.quote(path)} ".recover" | sqlite3 {shlex.quote(str(fixed))}'
+
+
+def damaged_error(path: str, problems: Sequence[str]) -> StoreError:
+    """What ``PRAGMA quick_check`` found, and how to get the data back."""
+    found = "; ".join(problems)[:300]
+    return StoreError(
+        f"The database {path} is damaged (PRAGMA quick_check: {found}); nothing will be written to it. "
+        f"Stop the bot, keep a copy of the file, recover what is left with: {recovery_command(path)} "
+        "and move the recovered file into place (or point EMOTION_DB at it). "
+        "`emotion-machine export` can still read the damaged file.",
+        path=path,
+        reason="corrupt",
     )
 
 

@@ -15,7 +15,7 @@ import logging
 import operator
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import aiosqlite
@@ -233,6 +233,12 @@ class PredictionStore(SQLiteConnection):
         before = len(self._buffer)
         self._buffer = {k: row for k, row in self._buffer.items() if keep(row)}
         return before - len(self._buffer)
+
+    async def _delete_messages_locked(self, db: aiosqlite.Connection, message_ids: Sequence[int]) -> int:
+        """Inside a write transaction: delete (buffered and stored) predictions of these messages."""
+        buffered = sum(self._buffer.pop(message_id, None) is not None for message_id in message_ids)
+        cursor = await db.executemany(_DELETE, [(message_id,) for message_id in message_ids])
+        return buffered + cursor.rowcount
 
     async def _delete_author_locked(self, db: aiosqlite.Connection, user_id: int) -> int:
         """Inside a write transaction: delete (buffered and stored) predictions about a user."""

@@ -1,4 +1,4 @@
-"""Privacy: users who opted out of tagging, and forgetting everything about a user.
+"""Privacy: users who opted out of tagging, forgetting everything about a user or about deleted messages.
 
 The opt-out list is read for every message, so it is kept in memory; the cache
 changes only after the database committed, so it never claims more than is stored.
@@ -7,9 +7,11 @@ changes only after the database committed, so it never claims more than is store
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import aiosqlite
 
+from .corrections import delete_message_corrections
 from .predictions import PredictionStore
 
 _SELECT_OPTED_OUT = "SELECT user_id FROM opted_out_users"
@@ -19,7 +21,7 @@ _DELETE_CORRECTIONS_OF_USER = "DELETE FROM corrections WHERE corrector_id = ? OR
 
 
 class PrivacyStore(PredictionStore):
-    """Opt-outs (cached) and ``forget_user`` (corrections and predictions, buffered ones too)."""
+    """Opt-outs (cached), ``forget_user`` and ``forget_messages`` (corrections and predictions, buffered ones too)."""
 
     def _init_privacy(self) -> None:
         self._opted_out: set[int] = set()
@@ -40,6 +42,20 @@ class PrivacyStore(PredictionStore):
             return {"corrections": corrections.rowcount, "predictions": predictions}
 
         return await self._write("forget a user", body)
+
+    async def forget_messages(self, message_ids: Sequence[int]) -> dict[str, int]:
+        """Delete everything about these messages (deleted on Discord): their corrections,
+        with the text, and their predictions, buffered ones too. Returns counts deleted."""
+        self._require_open()
+        ids = sorted({int(message_id) for message_id in message_ids})
+
+        async def body(db: aiosqlite.Connection) -> dict[str, int]:
+            predictions = await self._delete_messages_locked(db, ids)
+            return {"corrections": await delete_message_corrections(db, ids), "predictions": predictions}
+
+        if not ids:
+            return {"corrections": 0, "predictions": 0}
+        return await self._write("forget deleted messages", body)
 
     async def set_opted_out(self, user_id: int, opted_out: bool) -> None:
         """Opt a user out of (or back into) being tagged; the cache follows the commit."""

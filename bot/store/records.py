@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.text import encodable
+
 from .errors import UnknownLabel
 
 SOURCES = ("discord", "import", "shell")
@@ -142,6 +144,8 @@ def check_correction(c: Correction, labels: tuple[str, ...] | None) -> Correctio
     """
     if not isinstance(c.text, str) or not c.text.strip():
         raise ValueError("correction text is empty")
+    if encodable(c.text) is not c.text:  # a lone surrogate: SQLite cannot store it, the tokenizer cannot read it
+        c = dataclasses.replace(c, text=encodable(c.text))
     label = c.label
     if not isinstance(label, str) or not label.strip():
         raise ValueError("correction label is empty")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from .connection import connect
+from .connection import connect, connect_read_only
 from .counts import CountsStore
 from .guilds import GuildStore
 from .privacy import PrivacyStore
@@ -31,9 +31,10 @@ class Store(PrivacyStore, CountsStore, GuildStore):
         batch_size: int,
         max_buffer: int,
         defaults: GuildSettings | None = None,
+        read_only: bool = False,
     ) -> None:
         """Private: use :meth:`open`, which also migrates and starts the caches."""
-        super().__init__(db, path)
+        super().__init__(db, path, read_only=read_only)
         self._init_predictions(flush_interval, batch_size, max_buffer)
         self._init_corrections(None if labels is None else tuple(labels))
         self._init_privacy()
@@ -50,19 +51,23 @@ class Store(PrivacyStore, CountsStore, GuildStore):
         busy_timeout_ms: int = 5_000,
         max_buffer: int = 100_000,
         defaults: GuildSettings | None = None,
+        read_only: bool = False,
     ) -> Store:
         """Open (creating and migrating if needed) the database at ``path``.
 
         ``path`` may be a ``file:...`` URI (e.g. ``?mode=ro``) or ``:memory:``.
         ``labels`` restricts correction labels (None accepts any non-empty label).
         ``defaults`` are the settings of a guild that never changed any (the bot's EMOTION_THRESHOLD).
+        A damaged file (``PRAGMA quick_check``) is refused with the recovery command. ``read_only``
+        creates and migrates nothing, refuses every write, and opens even on a read-only
+        filesystem (what ``export`` needs); there a damaged file is only a warning.
         """
         if flush_interval <= 0 or batch_size < 1 or max_buffer < batch_size:
             raise ValueError("need flush_interval > 0 and 1 <= batch_size <= max_buffer")
         if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
             raise ValueError("labels must be a non-empty sequence of non-empty strings")
         path_str = os.fspath(path)
-        db = await connect(path_str, busy_timeout_ms)
+        db = await (connect_read_only if read_only else connect)(path_str, busy_timeout_ms)
         store = cls(
             db,
             path_str,
@@ -71,6 +76,7 @@ class Store(PrivacyStore, CountsStore, GuildStore):
             batch_size=batch_size,
             max_buffer=max_buffer,
             defaults=defaults,
+            read_only=read_only,
         )
         try:
             await store._setup(busy_timeout_ms)

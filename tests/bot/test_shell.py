@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import io
 import os
+import select
+import signal
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
+
+import pytest
 
 from bot.cli import build_parser
 from bot.cli import shell as cli_shell
+from bot.shell import Shell
 from model.labels import SEED13
 from model.registry import Registry
-from tests.helpers import ROOT
+from tests.helpers import ROOT, build_tiny_model
+
+
+def shell_env(**extra: str) -> dict[str, str]:
+    """This environment without the bot's settings, offline, with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMOTION_", "DISCORD_"))}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONIOENCODING="utf-8", PYTHON_DOTENV_DISABLED="1",
+               TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])), **extra)
+    return env
+
+
+def shell_argv(tmp_path: Path, model_dir: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "bot", "shell", "--model", str(model_dir), "--db", str(tmp_path / "shell.db"),
+            "--models-dir", str(tmp_path / "models"), "--device", "cpu", *options]
 
 
 def run_shell(tmp_path: Path, model_dir: Path, lines: list[str], *options: str) -> subprocess.CompletedProcess:
     """``python -m bot shell`` on a tiny model, fed ``lines``; settings only from the options given."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMOTION_", "DISCORD_"))}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONIOENCODING="utf-8", PYTHON_DOTENV_DISABLED="1",
-               TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-    argv = [sys.executable, "-m", "bot", "shell", "--model", str(model_dir), "--db", str(tmp_path / "shell.db"),
-            "--models-dir", str(tmp_path / "models"), "--device", "cpu", *options]
-    return subprocess.run(argv, input="".join(line + "\n" for line in lines), capture_output=True, text=True,
-                          encoding="utf-8", env=env, cwd=tmp_path, timeout=180)
+    return subprocess.run(shell_argv(tmp_path, model_dir, *options), input="".join(line + "\n" for line in lines),
+                          capture_output=True, text=True, encoding="utf-8", env=shell_env(), cwd=tmp_path, timeout=180)
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -119,3 +136,116 @@ def test_a_missing_model_folder_is_one_clear_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- when the bot would not react
+
+
+@pytest.fixture(scope="module")
+def neutral_classifier(tmp_path_factory):
+    from model.classifier import Classifier
+
+    return Classifier.load(build_tiny_model(tmp_path_factory.mktemp("neutral") / "model", confident="neutral"),
+                           device="cpu", version="base")
+
+
+@pytest.mark.parametrize("model, note", [
+    ("tiny_classifier", "   (below the 0.50 threshold: the bot would not react)"),   # p ≈ 1/13 for every label
+    ("neutral_classifier", "   (neutral, and show_neutral is off: the bot would not react)"),
+    ("happy_classifier", None),
+])
+async def test_the_shell_says_when_the_bot_would_not_react(tmp_path, bot_settings, request, model, note):
+    out = io.StringIO()
+    shell = await Shell.open(bot_settings, request.getfixturevalue(model), out=out, err=io.StringIO(),
+                             chart_path=tmp_path / "mood.png")
+    try:
+        await shell.handle("i am so happy")
+    finally:
+        await shell.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == (5 if note else 4)  # the label, the top 3, and the note where there is one
+    assert note is None or lines[-1] == note
+    assert "would not react" not in out.getvalue() or note
+
+
+# --------------------------------------------------------------------------- its own database
+
+
+def test_the_shell_has_its_own_database_unless_told(tmp_path, tiny_model_dir, monkeypatch):
+    for name in [k for k in os.environ if k.startswith(("EMOTION_", "DISCORD_"))]:
+        monkeypatch.delenv(name)
+    bot_db = tmp_path / "data" / "emotion.db"
+    monkeypatch.setenv("EMOTION_DB", str(bot_db))
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    out = io.StringIO()
+    args = parser.parse_args(["shell", "--model", str(tiny_model_dir), "--models-dir", str(tmp_path / "models"),
+                              "--device", "cpu"])
+    assert cli_shell.run_shell(args, stdin=io.StringIO("hello\n"), stdout=out, stderr=io.StringIO()) == 0
+    banner = out.getvalue().splitlines()[0]
+    assert f"database {tmp_path / 'data' / 'shell.db'} (the shell's own; the bot's is {bot_db}" in banner
+    assert not bot_db.exists() and query(tmp_path / "data" / "shell.db", "SELECT COUNT(*) FROM predictions") == [(1,)]
+
+    chosen = tmp_path / "chosen.db"
+    args = parser.parse_args(["shell", "--model", str(tiny_model_dir), "--models-dir", str(tmp_path / "models"),
+                              "--device", "cpu", "--db", str(chosen)])
+    out = io.StringIO()
+    assert cli_shell.run_shell(args, stdin=io.StringIO(""), stdout=out, stderr=io.StringIO()) == 0
+    assert f"database {chosen}." in out.getvalue() and chosen.exists() and not bot_db.exists()
+    db_help = next(a.help for a in parser._subparsers._group_actions[0].choices["shell"]._actions if a.dest == "db")
+    assert "shell.db beside EMOTION_DB" in db_help
+
+
+# --------------------------------------------------------------------------- a terminal: line editing, history
+
+
+class Terminal:
+    """The far side of a pty: what was shown, and waiting for a marker (the output is read as it comes)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.seen, self.pos = fd, bytearray(), 0
+
+    def expect(self, marker: bytes, timeout: float = 60) -> None:
+        """Wait until ``marker`` is shown after the previous one."""
+        while (found := self.seen.find(marker, self.pos)) < 0:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            assert ready, f"no {marker!r} within {timeout} s; the terminal shows {bytes(self.seen)!r}"
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: the shell closed its side
+                chunk = b""
+            assert chunk, f"the shell ended before {marker!r}; the terminal shows {bytes(self.seen)!r}"
+            self.seen += chunk
+        self.pos = found + len(marker)
+
+    def type(self, keys: bytes, then: bytes = b"> ") -> None:
+        os.write(self.fd, keys)
+        self.expect(then)
+
+
+def test_in_a_terminal_the_up_arrow_recalls_the_last_line(tmp_path, happy_model_dir):
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    settings_before = termios.tcgetattr(slave)
+    env = shell_env(HOME=str(tmp_path), TERM="xterm", INPUTRC=os.devnull)
+    proc = subprocess.Popen(shell_argv(tmp_path, happy_model_dir), stdin=slave, stdout=slave, stderr=slave,
+                            env=env, cwd=tmp_path, start_new_session=True)
+    terminal = Terminal(master)
+    try:
+        terminal.expect(b"> ")
+        terminal.type(b"hello\r")
+        terminal.type(b"\x1b[A\r")  # up arrow, Enter: "hello" again
+        terminal.type(b"/correct sadness\r")  # says which text it corrected
+        terminal.type(b"half a li", then=b"half a li")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C while readline holds the terminal
+        assert proc.wait(timeout=30) == 130
+        assert termios.tcgetattr(slave) == settings_before  # echo and line mode are back
+    finally:
+        proc.kill()
+        os.close(master)
+        os.close(slave)
+    shown = terminal.seen.decode("utf-8", "replace")
+    assert "'hello': Changed 😄 happiness → 😢 sadness" in shown and "[A" not in shown
+    history = (tmp_path / ".emotion_machine_history").read_text(encoding="utf-8").splitlines()
+    assert history == ["hello", "/correct sadness"]  # "hello" recalled is one entry, not two
+    assert (tmp_path / ".emotion_machine_history").stat().st_mode & 0o077 == 0  # the user's words: private

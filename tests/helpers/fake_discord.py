@@ -9,10 +9,15 @@ REST (``/api/v10``; every request is recorded, anything unknown answers a Discor
 * ``GET /users/@me`` - login; a token other than the fake's answers 401 (``discord.LoginFailure``)
 * ``GET /oauth2/applications/@me`` and ``GET /applications/@me`` - application info
 * ``GET /gateway`` and ``GET /gateway/bot`` - the fake's websocket URL
-* ``GET``/``PUT /applications/{app}/commands`` and ``.../guilds/{guild}/commands`` - always ``[]``
-* ``PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me`` - the first ``reaction_429s`` calls answer
-  429 with a user-scoped rate limit (``retry_after`` body, ``Retry-After``, ``X-RateLimit-*`` and the
-  ``Via`` header discord.py needs to tell a Discord 429 from a Cloudflare ban), then 204
+* ``GET``/``PUT /applications/{app}/commands`` and ``.../guilds/{guild}/commands`` - what was last put
+  there (``FakeDiscord.commands``; ``[]`` at first)
+* ``PUT /channels/{c}/messages/{m}/reactions/{emoji}/@me`` - the first ``reaction_429s`` calls (or, with
+  ``first_put_429``, each reaction's first call) answer 429 with a user-scoped rate limit (``retry_after``
+  body, ``Retry-After``, ``X-RateLimit-*`` unless ``limit_headers=False``, and the ``Via`` header discord.py
+  needs to tell a Discord 429 from a Cloudflare ban), then 204 with an exhausted bucket that resets after
+  ``reaction_reset_after`` seconds (discord.py sleeps that long before the call returns)
+
+``guilds=0`` makes a bot that is in no server yet.
 
 Gateway (at ``/``, like ``wss://gateway.discord.gg/``): HELLO (op 10), IDENTIFY (op 2; a wrong token
 closes with 4004), READY, GUILD_CREATE, heartbeat ACKs (op 11); other ops are recorded and ignored.
@@ -109,7 +114,9 @@ class FakeDiscord:
     EXTRA_CHANNEL_BASE = 1100000000000100000  # extra channels (``channels=`` > 1) are this + 1, + 2, ...
 
     def __init__(self, token: str, *, reaction_429s: int = 1, retry_after: float = 0.3,
-                 heartbeat_interval_ms: int = 1_500, channels: int = 1) -> None:
+                 heartbeat_interval_ms: int = 1_500, channels: int = 1, identify_close: int | None = None,
+                 guilds: int = 1, first_put_429: bool = False, limit_headers: bool = True,
+                 reaction_reset_after: float = 0.25) -> None:
         if channels < 1:
             raise ValueError("the fake guild needs at least one text channel")
         self.token = token
@@ -117,7 +124,19 @@ class FakeDiscord:
         self.channel_ids: list[int] = [self.CHANNEL_ID] + [self.EXTRA_CHANNEL_BASE + i for i in range(1, channels)]
         self.reaction_429s = reaction_429s
         self.retry_after = retry_after
+        #: 0: the bot is in no server (READY lists none, no GUILD_CREATE)
+        self.guild_count = guilds
+        #: each message's first reaction PUT answers 429 (every reaction needs one of discord.py's retries)
+        self.first_put_429 = first_put_429
+        #: False: no X-RateLimit-* headers on reactions, so discord.py cannot pace itself
+        self.limit_headers = limit_headers
+        #: the reaction bucket's X-RateLimit-Reset-After on a 204: discord.py sleeps that long after the PUT
+        self.reaction_reset_after = reaction_reset_after
+        #: what the bot synced, by scope ("global" or the guild id): GET answers it, PUT replaces it
+        self.commands: dict[str, list[dict]] = {}
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        #: close every IDENTIFY with this code (4004: the token was reset while REST still took it)
+        self.identify_close = identify_close
         self.requests: list[Recorded] = []
         self.reactions: list[Recorded] = []
         self.connections: list[GatewayConnection] = []
@@ -233,7 +252,8 @@ class FakeDiscord:
         }
 
     def ready(self) -> dict:
-        return {"v": 10, "user": self.bot_user(), "guilds": [{"id": str(self.GUILD_ID), "unavailable": True}],
+        guilds = [{"id": str(self.GUILD_ID), "unavailable": True}][:self.guild_count]
+        return {"v": 10, "user": self.bot_user(), "guilds": guilds,
                 "session_id": self.session_id, "resume_gateway_url": self.gateway_url, "shard": [0, 1],
                 "application": {"id": str(self.APP_ID), "flags": 0}, "private_channels": [],
                 "relationships": [], "presences": [], "user_settings": {}, "session_type": "normal"}
@@ -296,12 +316,13 @@ class FakeDiscord:
                 await self._send(conn, {"op": HEARTBEAT_ACK, "s": None, "t": None, "d": None})
             elif op == IDENTIFY:
                 d = payload.get("d") or {}
-                if d.get("token") != self.token:
-                    await ws.close(code=4004, message=b"Authentication failed.")
+                if d.get("token") != self.token or self.identify_close is not None:
+                    await ws.close(code=self.identify_close or 4004, message=b"Authentication failed.")
                     break
                 conn.identify = {k: v for k, v in d.items() if k != "token"}  # never keep the token
                 await self.dispatch("READY", self.ready(), conn)
-                await self.dispatch("GUILD_CREATE", self.guild(), conn)
+                if self.guild_count:
+                    await self.dispatch("GUILD_CREATE", self.guild(), conn)
             elif op == RESUME:
                 await ws.close(code=4009, message=b"Session timed out.")  # no resuming here
                 break
@@ -363,20 +384,28 @@ class FakeDiscord:
     async def _commands(self, request: web.Request) -> web.Response:
         if request.match_info["app"] != str(self.APP_ID):
             return self._json({"message": "Unknown Application", "code": 10002}, 404)
-        return self._json([], headers=self._limit_headers("commands", 2, 1, 20.0))
+        scope = request.match_info.get("guild", "global")
+        if request.method == "PUT":
+            body = request[RECORDED].json or []
+            self.commands[scope] = [{"description": "", **c, "id": str(snowflake(next(self._counter))),
+                                     "application_id": str(self.APP_ID), "version": "1"} for c in body]
+        return self._json(self.commands.get(scope, []), headers=self._limit_headers("commands", 2, 1, 20.0))
 
     async def _reaction(self, request: web.Request) -> web.Response:
         rec = request[RECORDED]
+        first_of_message = not any(r.path == rec.path for r in self.reactions)
         self.reactions.append(rec)
         self._reaction_calls += 1
         bucket = "reactions-bucket-0001"
-        if self._reaction_calls <= self.reaction_429s:
-            headers = {**self._limit_headers(bucket, 1, 0, self.retry_after),
-                       "Retry-After": str(max(1, math.ceil(self.retry_after))), "X-RateLimit-Scope": "user",
+        if self._reaction_calls <= self.reaction_429s or (self.first_put_429 and first_of_message):
+            headers = {"Retry-After": str(max(1, math.ceil(self.retry_after))), "X-RateLimit-Scope": "user",
                        "Via": "1.1 google"}
+            if self.limit_headers:
+                headers.update(self._limit_headers(bucket, 1, 0, self.retry_after))
             return self._json({"message": "You are being rate limited.", "retry_after": self.retry_after,
                                "global": False}, 429, headers)
-        return web.Response(status=204, headers=self._limit_headers(bucket, 1, 0, 0.25))
+        headers = self._limit_headers(bucket, 1, 0, self.reaction_reset_after) if self.limit_headers else {}
+        return web.Response(status=204, headers=headers)
 
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])

@@ -26,6 +26,22 @@ def reactions(message) -> list[tuple[str, int]]:
     return [(str(r.emoji), r.count) for r in message.reactions]
 
 
+def hold_the_model(env):
+    """Make the bot's model wait (an ``asyncio.Event`` to ``set()``) without blocking simcord's settling:
+    messages sent meanwhile are received but not yet classified."""
+    import asyncio
+
+    original = env.bot.worker.classify
+    release = asyncio.Event()
+
+    async def busy(text):
+        await env.external_wait(release.wait(), reason="the model is busy with other messages")
+        return await original(text)
+
+    env.bot.worker.classify = busy
+    return release
+
+
 @contextlib.asynccontextmanager
 async def running(bot, **options):
     """``simcord.run`` that also closes the bot: simcord detaches it but never calls ``close()``,

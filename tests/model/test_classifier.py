@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
 
+import model.classifier as classifier_module
 from model.classifier import Classifier, ModelLoadError, resolve_device
 from model.labels import FALLBACK_EMOJI, SEED13, emoji_for, labels_from_config
+from tests.helpers import ROOT
 from tests.helpers.tiny import build_tiny_model
 
 
@@ -105,19 +114,56 @@ def test_corrupt_config_is_reported(tmp_path, tiny_model_dir):
 
 def test_unreachable_hub_id_suggests_a_local_folder(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="hub.*local folder"):
+    with pytest.raises(ModelLoadError, match="hub.*EMOTION_MODEL=models/bert-emotion"):
         Classifier.load("boltuix/bert-emotion")
 
 
-def test_model_without_labels_is_refused(tmp_path):
-    from transformers import AutoConfig
+NO_LABELS = "this model has no emotion labels; fine-tune it with `emotion-machine train` or point EMOTION_MODEL"
 
-    folder = build_tiny_model(tmp_path / "nolabels")
-    config = AutoConfig.from_pretrained(folder)
-    config.id2label = {i: f"LABEL_{i}" for i in range(13)}
-    config.label2id = {v: k for k, v in config.id2label.items()}
-    config.save_pretrained(folder)
-    with pytest.raises(ModelLoadError, match="id2label"):
+
+def _without_labels(folder, how: str) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    if how == "placeholders":
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(13)}
+        config["label2id"] = {f"LABEL_{i}": i for i in range(13)}
+    else:
+        del config["id2label"], config["label2id"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("how", ["placeholders", "missing"])
+def test_model_without_labels_is_refused_quietly(tmp_path, tiny_model_dir, capfd, caplog, how):
+    folder = tmp_path / "nolabels"
+    shutil.copytree(tiny_model_dir, folder)
+    _without_labels(folder, how)
+    with pytest.raises(ModelLoadError, match=f"{re.escape(NO_LABELS)} at a trained folder"):
+        Classifier.load(folder)
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err + caplog.text
+
+
+@pytest.mark.parametrize("removed", [("vocab.txt", "tokenizer.json"), ("tokenizer.json", "vocab.txt",
+                                                                        "tokenizer_config.json")])
+def test_a_folder_without_tokenizer_files_is_refused_naming_them(tmp_path, tiny_model_dir, removed):
+    """Without them transformers falls back to a 5-token vocabulary and predicts nonsense."""
+    folder = tmp_path / "notok"
+    shutil.copytree(tiny_model_dir, folder)
+    for name in removed:
+        (folder / name).unlink()
+    with pytest.raises(ModelLoadError, match=r"no tokenizer files \(missing tokenizer.json or vocab.txt"):
+        Classifier.load(folder)
+
+
+def test_weights_without_a_classifier_head_are_refused(tmp_path, tiny_model_dir):
+    """A base model with labels in its config but no trained head would predict at random."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "nohead"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("classifier.")}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="no trained classification head.*classifier.weight"):
         Classifier.load(folder)
 
 
@@ -144,3 +190,76 @@ def test_a_bad_metadata_file_falls_back_to_the_folder_name(tmp_path):
     folder = build_tiny_model(tmp_path / "v3")
     (folder / "emotion_machine.json").write_text("{ broken")
     assert Classifier.load(folder, device="cpu").version == "v3"
+
+
+def test_texts_utf8_cannot_encode_get_a_prediction_not_an_error(tiny_classifier):
+    """Lone surrogates (from JSON escapes or undecodable argv bytes) are replaced, not fatal to the batch."""
+    texts = ["i am so happy", "lone \ud800 surrogate", "pair \ud83d\ude00 split", "sad"]
+    preds = tiny_classifier.predict(texts)
+    assert len(preds) == 4
+    assert preds[0].label == tiny_classifier.predict(["i am so happy"])[0].label
+    assert preds[2].label == tiny_classifier.predict(["pair 😀 split"])[0].label  # a split pair is rejoined
+    assert preds[1].label == tiny_classifier.predict(["lone \ufffd surrogate"])[0].label
+
+
+HF_DOWNLOAD = "hf download boltuix/bert-emotion --local-dir"
+
+
+def test_offline_hub_id_not_in_the_cache_fails_at_once_naming_hf_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match=f"HF_HUB_OFFLINE is set.*not in the local cache.*{HF_DOWNLOAD}"):
+        Classifier.load("boltuix/bert-emotion")
+    assert time.monotonic() - started < 2
+
+
+def test_a_hub_that_does_not_answer_fails_within_the_probe_timeout(tmp_path, monkeypatch):
+    """An endpoint that accepts the connection and never answers stands for a hanging DNS or proxy."""
+    import huggingface_hub.constants as hub
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hub, "ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+        monkeypatch.setattr(classifier_module, "HUB_PROBE_TIMEOUT_S", 0.5)
+        started = time.monotonic()
+        with pytest.raises(ModelLoadError, match=f"could not reach the Hugging Face hub.*{HF_DOWNLOAD}"):
+            Classifier.load("boltuix/bert-emotion")
+        assert time.monotonic() - started < 3
+    finally:
+        silent.close()
+
+
+UNREACHABLE = textwrap.dedent("""
+    import logging, sys, time
+    logging.basicConfig(level=logging.WARNING)
+    from model.classifier import Classifier, ModelLoadError
+    started = time.monotonic()
+    try:
+        Classifier.load("boltuix/bert-emotion")
+    except ModelLoadError as exc:
+        print(f"{time.monotonic() - started:.2f}", exc, sep="\\n")
+""")
+
+
+def test_an_unreachable_hub_without_hf_hub_offline_fails_fast_and_once(tmp_path):
+    """HF_HUB_OFFLINE unset and nothing listening: it took 50 s of retries, each warning printed twice."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: connection refused
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", UNREACHABLE], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert len(lines) >= 2, proc.stdout + proc.stderr
+    assert float(lines[0]) < 10
+    assert "could not reach the Hugging Face hub" in lines[1] and HF_DOWNLOAD in lines[1]
+    assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr

@@ -167,3 +167,45 @@ def test_commit_refuses_foreign_or_empty_folders(tmp_path):
     with pytest.raises(RegistryError, match="config.json is missing"):
         registry.commit(tmp, {})
     assert not (tmp / META_FILE).exists()
+
+
+def test_set_current_that_cannot_be_recorded_leaves_the_pointer_where_it_was(tmp_path, tiny_model_dir):
+    """The pointer moves last: a failure before it (here the history) leaves current as it was."""
+    registry = Registry(tmp_path / "models")
+    save_version(registry, tiny_model_dir)
+    save_version(registry, tiny_model_dir)
+    registry.set_current("v1")
+    (registry.root / "history.jsonl").unlink()
+    (registry.root / "history.jsonl").mkdir()  # appending to it fails
+    with pytest.raises(RegistryError, match="history.*current is still v1"):
+        registry.set_current("v2")
+    assert registry.current_name() == "v1"
+
+
+@pytest.mark.parametrize("damage", ["config", "weights"])
+def test_set_current_validates_the_version_before_moving_the_pointer(tmp_path, tiny_model_dir, damage):
+    registry = Registry(tmp_path / "models")
+    save_version(registry, tiny_model_dir)
+    save_version(registry, tiny_model_dir)
+    registry.set_current("v1")
+    if damage == "config":
+        (registry.root / "v2" / "config.json").write_text("")  # what an in-place rewrite killed mid-way left
+    else:
+        (registry.root / "v2" / "model.safetensors").unlink()
+    with pytest.raises(RegistryError, match="v2.*not a complete model"):
+        registry.set_current("v2")
+    assert registry.current_name() == "v1"
+    assert [e["version"] for e in registry.history()] == ["v1"]
+
+
+def test_clear_current_goes_back_to_the_base_model_and_says_so_in_the_history(tmp_path, tiny_model_dir):
+    registry = Registry(tmp_path / "models")
+    save_version(registry, tiny_model_dir)
+    registry.set_current("v1")
+    registry.clear_current(reason="v1 could not be loaded")
+    assert registry.current_name() is None and registry.current() is None
+    assert registry.history()[-1]["version"] is None and registry.history()[-1]["reason"] == "v1 could not be loaded"
+    registry.clear_current()  # nothing current: nothing to do, nothing recorded
+    assert len(registry.history()) == 2
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        registry.rollback()

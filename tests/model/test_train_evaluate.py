@@ -297,3 +297,34 @@ def test_eval_every_scores_real_dev_f1_and_needs_a_dev_split(goemotions_dir, bas
     rc = cli("train", "--base", str(base_dir), "--data", str(goemotions_dir), "--no-use-dev", "--eval-every", "1",
              "--output", str(tmp_path / "x"))
     assert rc == 2 and "--eval-every" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_kill_while_eval_saves_thresholds_leaves_config_json_whole(goemotions_dir, tmp_path, monkeypatch):
+    """eval rewrote config.json in place: killed mid-write, it was left empty and the model no longer loaded."""
+    from transformers import PretrainedConfig
+
+    from model.eval_config import EvalConfig
+    from tests.helpers.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "m28", labels=GOEMOTIONS, multi_label=True)
+    before = (folder / "config.json").read_bytes()
+    serialise = PretrainedConfig.to_json_string
+
+    def killed(self, *args, **kwargs):
+        if getattr(self, "label_thresholds", None):  # the save of the tuned thresholds
+            raise KeyboardInterrupt("killed while writing config.json")
+        return serialise(self, *args, **kwargs)
+
+    monkeypatch.setattr(PretrainedConfig, "to_json_string", killed)
+    config = EvalConfig(model=str(folder), data=str(goemotions_dir), out=str(tmp_path / "report"), torch_threads=1,
+                        device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.run(config)
+    assert (folder / "config.json").read_bytes() == before
+    monkeypatch.setattr(PretrainedConfig, "to_json_string", serialise)
+    report = evaluate.run(config)
+    saved = json.loads((folder / "config.json").read_text())["label_thresholds"]
+    assert saved == report["thresholds"]
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert Classifier.load(folder, device="cpu").thresholds.tolist() == pytest.approx(
+        [saved[lb] for lb in GOEMOTIONS])

@@ -145,3 +145,31 @@ async def test_the_loop_thread_never_runs_the_model(tiny_classifier):
     finally:
         await worker.close()
     assert seen == ["inference-worker"]
+
+
+async def test_a_lone_surrogate_fails_neither_its_batch_nor_itself(tiny_classifier):
+    """A hostile text the tokenizer cannot encode used to fail all 21 requests of its batch."""
+    texts = [*_texts(10, seed=7), "bad \ud800 text", *_texts(10, seed=8)]
+    worker = InferenceWorker(tiny_classifier, max_batch=len(texts), max_wait=1.0).start()
+    try:
+        results = await asyncio.gather(*(worker.classify(t) for t in texts), return_exceptions=True)
+    finally:
+        await worker.close()
+    assert worker.batches == 1, "the 21 requests must have shared one batch"
+    assert not [r for r in results if isinstance(r, BaseException)]
+    good = [t for t in texts if "\ud800" not in t]
+    for text, r in zip(good, [r for t, r in zip(texts, results) if "\ud800" not in t]):
+        assert r.label == tiny_classifier.predict([text])[0].label
+
+
+async def test_a_text_that_fails_only_alone_fails_only_its_own_request(tiny_classifier):
+    """Whatever makes a batch fail, the worker retries each text alone: one bad text, one error."""
+    texts = [*_texts(10, seed=7), "boom", *_texts(10, seed=8)]
+    worker = InferenceWorker(_Flaky(tiny_classifier), max_batch=len(texts), max_wait=1.0).start()
+    try:
+        results = await asyncio.gather(*(worker.classify(t) for t in texts), return_exceptions=True)
+    finally:
+        await worker.close()
+    failed = [t for t, r in zip(texts, results) if isinstance(r, BaseException)]
+    assert failed == ["boom"]
+    assert all(r.label for r in results if not isinstance(r, BaseException))

@@ -63,7 +63,7 @@ def test_log_filter_redacts_the_token():
         logger.removeHandler(handler)
     out = stream.getvalue()
     assert GOOD_TOKEN not in out
-    assert "[token]" in out and "traceback hidden" in out
+    assert "[token]" in out and "RuntimeError: bad [token]" in out  # the traceback kept, redacted
 
 
 @pytest.mark.parametrize("token, expected", [("", "DISCORD_TOKEN is not set"), ("abc.def", "does not look like")])
@@ -128,3 +128,20 @@ def test_every_command_and_option_has_help():
         return seen
 
     assert walk(build_parser(), "emotion-machine") >= 8
+
+
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"emotion-machine {version('emotion-machine')}"
+
+
+def test_the_license_file_matches_pyproject():
+    from tests.helpers import ROOT
+
+    assert '\nlicense = "MIT"\n' in (ROOT / "pyproject.toml").read_text()
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Permission is hereby granted, free of charge" in text

@@ -1,7 +1,8 @@
-"""``/emotion about | predict | optout | optin | forget-me | config`` through simcord."""
+"""``/emotion about | predict | optout | optin | forget-me`` and ``/emotion-config`` through simcord."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -175,6 +176,7 @@ async def test_optin_resumes_tagging(world):
 
 async def test_optout_survives_a_restart(bot_settings, happy_classifier):
     from bot.client import EmotionBot
+    from bot.services.tagging import IncomingMessage
 
     for step in ("optout", "check"):
         bot = EmotionBot(bot_settings, happy_classifier, store_options={"flush_interval": 0.01})
@@ -183,11 +185,11 @@ async def test_optout_survives_a_restart(bot_settings, happy_classifier):
             if step == "optout":
                 await alice.slash(general, "emotion optout")
                 opted_out_id = alice.id
-            else:
-                # same snowflake sequence in a fresh env: alice has the same id again
-                assert alice.id == opted_out_id
-                msg = await alice.send(general, "happy")
-                assert reactions(msg) == [] and await bot.store.get_prediction(msg.id) is None
+            else:  # a fresh env need not hand out the same ids: the restarted bot is asked about that one
+                assert await bot.store.is_opted_out(opted_out_id)
+                message = IncomingMessage(guild.id, general.id, 1, opted_out_id, "happy")
+                assert await bot.services.tagging.tag(message) is None
+                assert await bot.store.get_prediction(1) is None
 
 
 async def test_forget_me_deletes_records_but_tagging_continues(world):
@@ -203,6 +205,28 @@ async def test_forget_me_deletes_records_but_tagging_continues(world):
     assert reactions(later) == [(HAPPY, 1)] and await store.get_prediction(later.id) is not None
 
 
+async def test_forget_me_while_a_message_is_being_classified_leaves_nothing_behind(world):
+    env, guild, general, alice, bob, mod = world
+    original = env.bot.worker.classify
+    release = asyncio.Event()
+
+    async def busy(text):  # the model is busy with alice's message until the test releases it
+        await env.external_wait(release.wait(), reason="the model is busy")
+        return await original(text)
+
+    env.bot.worker.classify = busy
+    msg = await alice.send(general, "happy")  # returns while the message waits for the model
+    r = await alice.slash(general, "emotion forget-me")
+    assert r.response.content.startswith("Deleted 0 stored records")
+    release.set()
+    await env.settle()
+    assert await env.bot.store.get_prediction(msg.id) is None
+    assert reactions(general.history()[-1]) == []
+    env.bot.worker.classify = original
+    later = await alice.send(general, "happy")  # forgetting is not opting out
+    assert reactions(later) == [(HAPPY, 1)]
+
+
 async def test_privacy_commands_leave_other_users_alone(world):
     env, guild, general, alice, bob, mod = world
     b = await bob.send(general, "happy")
@@ -215,9 +239,16 @@ async def test_privacy_commands_leave_other_users_alone(world):
 
 # --------------------------------------------------------------------------- config
 
+async def show_config_to(env, guild, *members) -> None:
+    """What a server admin can do in Server Settings ▸ Integrations: show the hidden command to members."""
+    [config] = [c for c in await env.bot.tree.fetch_commands() if c.name == "emotion-config"]
+    guild.set_command_permissions(config, dict.fromkeys(members, True))
+
+
 async def test_config_needs_manage_server(world, caplog):
     env, guild, general, alice, bob, mod = world
-    r = await alice.slash(general, "emotion config", server=False, threshold=0.9)
+    await show_config_to(env, guild, alice)
+    r = await alice.slash(general, "emotion-config", server=False, threshold=0.9)
     assert r.ephemeral and r.response.content == "You need the **Manage Server** permission for this command."
     acknowledge(env, NotManager)
     assert logged_failures(caplog) == []  # an expected refusal, not a failure
@@ -227,7 +258,8 @@ async def test_config_needs_manage_server(world, caplog):
 
 async def test_config_needs_manage_server_even_to_read(world, caplog):
     env, guild, general, alice, bob, mod = world
-    r = await alice.slash(general, "emotion config")
+    await show_config_to(env, guild, alice)
+    r = await alice.slash(general, "emotion-config")
     assert "Manage Server" in r.response.content and "Threshold" not in r.response.content
     acknowledge(env, NotManager)
     assert logged_failures(caplog) == []  # an expected refusal, not a failure
@@ -238,7 +270,9 @@ async def test_manage_messages_is_not_enough(world, caplog):
     helpers = guild.create_role("Helpers", permissions=discord.Permissions(manage_messages=True,
                                                                              manage_channels=True))
     helper = guild.add_member(env.create_user("helper"), roles=[helpers])
-    r = await helper.slash(general, "emotion config", server=False)
+    assert "emotion-config" not in helper.available_commands(general)
+    await show_config_to(env, guild, helper)
+    r = await helper.slash(general, "emotion-config", server=False)
     assert "Manage Server" in r.response.content
     acknowledge(env, NotManager)
     assert logged_failures(caplog) == []  # an expected refusal, not a failure
@@ -252,18 +286,18 @@ async def test_administrators_and_the_owner_may_configure(simcord_env):
     general = guild.create_text_channel("general")
     admins = guild.create_role("Admins", permissions=discord.Permissions(administrator=True))
     admin = guild.add_member(env.create_user("admin"), roles=[admins])
-    r = await admin.slash(general, "emotion config", threshold=0.7)
+    r = await admin.slash(general, "emotion-config", threshold=0.7)
     assert r.response.content.startswith("Settings updated.")
     assert owner.id in guild.member_ids()
     boss = simcord.MemberActor(env, guild, owner)  # the owner has no role at all
-    r = await boss.slash(general, "emotion config", threshold=0.8)
+    r = await boss.slash(general, "emotion-config", threshold=0.8)
     assert r.response.content.startswith("Settings updated.")
     assert (await env.bot.store.get_guild_settings(guild.id)).threshold == pytest.approx(0.8)
 
 
 async def test_config_without_options_shows_the_current_settings(world):
     env, guild, general, alice, bob, mod = world
-    r = await mod.slash(general, "emotion config")
+    r = await mod.slash(general, "emotion-config")
     assert r.ephemeral
     assert r.response.content == (
         "Current settings:\n"
@@ -295,7 +329,7 @@ async def test_config_changes_each_setting_and_shows_the_summary(world):
          dict(show_neutral=False, reactions=True)),
     ]
     for options, shown, expected in steps:
-        r = await mod.slash(general, "emotion config", **options)
+        r = await mod.slash(general, "emotion-config", **options)
         assert r.ephemeral and r.response.content.startswith("Settings updated.\n"), options
         assert shown in r.response.content, (options, r.response.content)
         current = await store.get_guild_settings(guild.id)
@@ -310,9 +344,12 @@ async def test_config_survives_a_restart(bot_settings, happy_classifier):
     for step in range(2):
         bot = EmotionBot(bot_settings, happy_classifier, store_options={"flush_interval": 0.01})
         async with running(bot) as env:
-            guild, general, mod = build_guild(env, "G", members=())
+            guild = env.create_guild("G", id=1_100_000_000_000_000_001)  # the same server after the restart
+            general = guild.create_text_channel("general")
+            managers = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
+            mod = guild.add_member(env.create_user("mod"), roles=[managers])
             if step == 0:
-                await mod.slash(general, "emotion config", channel=general, tagging="off", threshold=0.9,
+                await mod.slash(general, "emotion-config", channel=general, tagging="off", threshold=0.9,
                                 reactions=False)
             seen.append(await bot.store.get_guild_settings(guild.id))
     assert seen[1] == seen[0]
@@ -323,19 +360,19 @@ async def test_config_survives_a_restart(bot_settings, happy_classifier):
 async def test_a_threshold_out_of_range_is_rejected_by_discord(world, threshold):
     env, guild, general, alice, bob, mod = world
     with pytest.raises(simcord.OptionError):
-        await mod.slash(general, "emotion config", threshold=threshold)
+        await mod.slash(general, "emotion-config", threshold=threshold)
     assert await env.bot.store.get_guild_settings(guild.id) == await default_settings(env, guild)
 
 
 async def test_tagging_choices_are_enforced_by_discord(world):
     env, guild, general, alice, bob, mod = world
     with pytest.raises(simcord.OptionError):
-        await mod.slash(general, "emotion config", channel=general, tagging="maybe")
+        await mod.slash(general, "emotion-config", channel=general, tagging="maybe")
 
 
 async def test_a_channel_without_tagging_gets_a_clear_message(world, caplog):
     env, guild, general, alice, bob, mod = world
-    r = await mod.slash(general, "emotion config", channel=general, threshold=0.9)
+    r = await mod.slash(general, "emotion-config", channel=general, threshold=0.9)
     assert r.ephemeral
     assert r.response.content == "Say what to do with that channel: set `tagging` to on, off or only."
     acknowledge(env, Refusal)
@@ -347,8 +384,19 @@ async def test_a_channel_without_tagging_gets_a_clear_message(world, caplog):
 async def test_emotion_commands_are_server_only(world):
     env, guild, general, alice, bob, mod = world
     assert {"emotion about", "emotion predict", "emotion optout", "emotion optin", "emotion forget-me",
-            "emotion config"} <= set(alice.available_commands(general))
+            "emotion-config"} <= set(mod.available_commands(general))
     assert not any(c.startswith("emotion") for c in alice.user.available_commands())
+
+
+async def test_config_is_hidden_from_members_and_still_refused_when_a_server_shows_it(world):
+    env, guild, general, alice, bob, mod = world
+    commands = set(alice.available_commands(general))
+    assert "emotion about" in commands and not any("config" in c for c in commands)
+    assert "emotion-config" in mod.available_commands(general)
+    await show_config_to(env, guild, alice)
+    r = await alice.slash(general, "emotion-config", server=False)
+    assert "Manage Server" in r.response.content
+    assert (await env.bot.store.get_guild_settings(guild.id)).enabled
 
 
 # --------------------------------------------------------------------------- store failures
@@ -378,7 +426,7 @@ async def test_a_store_failure_gets_a_clear_message_and_the_bot_keeps_working(wo
 async def test_a_store_failure_while_saving_config(world, monkeypatch, caplog):
     env, guild, general, alice, bob, mod = world
     monkeypatch.setattr(env.bot.store, "update_guild_settings", _async(failing))
-    r = await mod.slash(general, "emotion config", server=False)
+    r = await mod.slash(general, "emotion-config", server=False)
     assert "database is unavailable" in r.response.content
     acknowledge(env, StoreError)
     assert len(logged_failures(caplog)) == 1
@@ -405,7 +453,7 @@ def _async(fn):
 async def test_tagging_on_enables_a_channel_while_another_is_only(world):
     env, guild, general, alice, bob, mod = world
     random = guild.create_text_channel("random")
-    await mod.slash(general, "emotion config", channel=general, tagging="only")
-    r = await mod.slash(general, "emotion config", channel=random, tagging="on")
+    await mod.slash(general, "emotion-config", channel=general, tagging="only")
+    r = await mod.slash(general, "emotion-config", channel=random, tagging="on")
     assert r.response.content.startswith("Settings updated.")
     assert reactions(await alice.send(random, "happy")) == [(HAPPY, 1)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import discord
 import pytest
+import simcord
+from simcord.enums import ChannelType
 
 from tests.helpers import build_guild, reactions, running
 
@@ -157,3 +159,61 @@ async def test_context_menu_on_a_bot_message_is_refused(world):
     await env.settle()
     r = await bob.context_menu(general, "Correct emotion", mine)
     assert r.ephemeral and "my own messages" in r.response.content
+
+
+# --------------------------------------------------------------------------- private threads
+
+def private_thread(env, guild, parent, owner, *members):
+    """A private thread of ``owner`` in ``parent`` that the bot and ``members`` were added to."""
+    backend = env.backend
+    made = backend.create_thread(parent.id, "private", owner.id, type=ChannelType.PRIVATE_THREAD)
+    for member in (backend.bot_user, *members):
+        backend.add_thread_member(made.id, member.id)
+    return simcord.ChannelHandle(env, guild, made)
+
+
+@pytest.fixture
+async def secret(world):
+    """alice's message in her private thread of #general; bob is not in the thread."""
+    env, guild, general, alice, bob = world
+    thread = private_thread(env, guild, general, alice)
+    await env.settle()
+    msg = await alice.send(thread, "our secret plans")
+    assert reactions(msg) == [("😄", 1)]
+    return thread, msg
+
+
+@pytest.mark.parametrize("ref", ["link", "id", "pair"])
+async def test_a_private_thread_the_member_is_not_in_is_refused_without_its_label_or_text(world, secret, ref):
+    env, guild, general, alice, bob = world
+    thread, msg = secret
+    text = {"link": link(guild, thread, msg), "id": str(msg.id), "pair": f"{thread.id}-{msg.id}"}[ref]
+    r = await bob.slash(general, "correct", message=text, emotion="anger")
+    assert r.ephemeral and "channels you can read" in r.response.content
+    assert "happiness" not in r.response.content and "secret" not in r.response.content
+    assert await env.bot.store.count_corrections() == 0
+    assert reactions(thread.history()[-1]) == [("😄", 1)]
+
+
+async def test_thread_members_and_thread_managers_may_correct_in_a_private_thread(world, secret):
+    env, guild, general, alice, bob = world
+    thread, msg = secret
+    env.backend.add_thread_member(thread.id, bob.id)
+    await env.settle()
+    r = await bob.slash(general, "correct", message=link(guild, thread, msg), emotion="fear")
+    assert "fear" in r.response.content
+    keepers = guild.create_role("Keepers", permissions=discord.Permissions(manage_threads=True))
+    keeper = guild.add_member(env.create_user("keeper"), roles=[keepers])
+    r = await keeper.slash(general, "correct", message=link(guild, thread, msg), emotion="anger")
+    assert "anger" in r.response.content
+    assert (await env.bot.store.stats())["corrections"] == 2
+
+
+async def test_a_thread_member_may_use_the_menu_in_a_private_thread(world, secret):
+    env, guild, general, alice, bob = world
+    thread, msg = secret
+    r = await alice.context_menu(thread, "Correct emotion", msg)
+    assert "happiness" in r.response.content
+    await alice.select(r.response, ["fear"])
+    assert "fear" in r.response.content
+    assert await env.bot.store.corrections_for_training() == [("our secret plans", "fear")]

@@ -67,7 +67,7 @@ def new_thread(env, guild, parent, owner, name="t"):
 
 
 async def config(actor, where, **options):
-    r = await actor.slash(where, "emotion config", **options)
+    r = await actor.slash(where, "emotion-config", **options)
     assert r.ephemeral and r.response.content.startswith("Settings updated."), r.response.content
     return r
 
@@ -363,6 +363,26 @@ async def test_a_404_on_the_reaction_is_survived(world, caplog):
     assert reactions(await alice.send(general, "happy")) == [(HAPPY, 1)]
 
 
+async def test_after_a_403_a_channel_gets_no_reaction_requests_until_its_permissions_change(world, caplog):
+    from simcord.backend.models import Overwrite
+    from simcord.enums import OverwriteType
+
+    env, guild, general, random, alice, mod = world
+    caplog.set_level(logging.WARNING, logger="bot.pacer")
+    # Discord refuses although the cached permissions allow it (e.g. they changed while the bot was away)
+    env.inject_error("PUT", "/channels/*/messages/*/reactions/*", status=403, code=50013,
+                     message="Missing Permissions")
+    for i in range(4):
+        assert await tagged(env, await alice.send(general, f"happy {i}"))
+    assert len(reaction_puts(env)) == 1  # the first only: each 403 counts towards Discord's invalid-request ban
+    assert len(pacer_warnings(caplog, "not reacting there")) == 1
+    assert reactions(await alice.send(random, "happy")) == [(HAPPY, 1)]  # other channels are not affected
+    env.backend.set_overwrite(general.id, Overwrite(guild.me.id, OverwriteType.MEMBER,
+                                                    allow=discord.Permissions(add_reactions=True).value))
+    await env.settle()  # CHANNEL_UPDATE: the bot's permissions there may have changed
+    assert reactions(await alice.send(general, "happy again")) == [(HAPPY, 1)]
+
+
 async def test_a_500_on_the_reaction_is_survived(world):
     env, guild, general, random, alice, mod = world
     env.inject_error("PUT", "/channels/*/messages/*/reactions/*", status=500, code=0, times=None)
@@ -382,9 +402,8 @@ async def test_a_message_deleted_before_the_reaction_is_survived(world):
         return original(channel_id, action, **kw)
 
     env.bot.pacer.submit = submit
-    msg = await alice.send(general, "happy")
-    await env.settle()
-    assert await tagged(env, msg)
+    await alice.send(general, "happy")
+    await env.settle()  # (its prediction goes with the message: bot.cogs.privacy)
     assert env.bot.pacer.stats.failed == 1 and env.bot.pacer.stats.sent == 0
 
 
@@ -595,3 +614,61 @@ async def test_an_opt_out_written_by_another_process_is_seen_within_30_seconds(w
     await env.advance_time(31)
     await assert_untouched(env, await alice.send(general, "happy"))
     assert not (await env.bot.store.get_guild_settings(guild.id)).reactions
+
+
+
+
+# --------------------------------------------------------------------------- corrections racing the pacer
+
+ANGRY = "😠"
+
+
+def when_queued(pacer, n: int):
+    """An event set once ``n`` reactions wait in the pacer (the burst is classified, the queue busy)."""
+    import asyncio
+
+    queued = asyncio.Event()
+    original = pacer.submit
+
+    def submit(channel_id, action, **kw):
+        taken = original(channel_id, action, **kw)
+        if pacer.queued() >= n:
+            queued.set()
+        return taken
+
+    pacer.submit = submit
+    return queued
+
+
+async def test_a_correction_while_the_reaction_is_queued_leaves_only_the_corrected_emoji(world):
+    import asyncio
+
+    env, guild, general, random, alice, mod = world
+    n = 8
+    queued = when_queued(env.bot.pacer, n - 1)  # the first may already be on its way
+    ids = post_burst(env, general, alice, n)
+    await asyncio.wait_for(queued.wait(), 10)
+    target = ids[-1]  # its 😄 would go out about 2 s from now
+    r = await mod.slash(general, "correct", message=str(target), emotion="anger")
+    assert "anger" in r.response.content, r.response.content
+    await env.settle()
+    assert [reactions(m) for m in general.history() if m.id == target] == [[(ANGRY, 1)]]
+    assert [p.split("/reactions/")[1] for p in reaction_puts(env, target)] == ["%F0%9F%98%A0/@me"]  # no 😄 sent
+    assert all(reactions(m) == [(HAPPY, 1)] for m in general.history() if m.id in ids[:-1])
+    assert env.bot.pacer.stats.sent == n
+
+
+async def test_a_correction_while_the_message_is_being_classified_leaves_only_the_corrected_emoji(world):
+    from tests.helpers.worlds import hold_the_model
+
+    env, guild, general, random, alice, mod = world
+    release = hold_the_model(env)
+    msg = await alice.send(general, "hmm")
+    assert await env.bot.store.get_prediction(msg.id) is None  # not classified yet
+    r = await mod.slash(general, "correct", message=str(msg.id), emotion="anger")
+    assert "anger" in r.response.content, r.response.content
+    release.set()
+    await env.settle()
+    assert await env.bot.store.get_prediction(msg.id) is not None  # tagged after all, but its 😄 not sent
+    assert reactions(general.history()[-1]) == [(ANGRY, 1)]
+    assert env.bot.pacer.stats.cancelled == 1

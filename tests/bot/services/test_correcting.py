@@ -56,3 +56,20 @@ async def test_a_prediction_of_another_server_is_not_shown_as_the_previous_tag(s
     assert outcome.previous is None
     assert await services.correcting.current_label(1, GUILD) is None
     assert await services.correcting.channel_of(1, GUILD + 1) == CHANNEL
+
+
+@pytest.mark.parametrize("meanwhile", ["forget", "delete"])
+async def test_a_correction_racing_a_forget_or_a_delete_stores_nothing(services, store, monkeypatch, meanwhile):
+    add = store.add_correction
+
+    async def add_after(correction):  # the author's /emotion forget-me (or the delete) is handled first
+        if meanwhile == "forget":
+            await services.privacy.forget(AUTHOR)
+        else:
+            await services.privacy.messages_deleted([1])
+        await add(correction)
+
+    monkeypatch.setattr(store, "add_correction", add_after)
+    with pytest.raises(Refusal, match="stored nothing"):
+        await services.correcting.correct(MEMBER, target(), "sadness")
+    assert await store.count_corrections() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.services import Actor, NotAllowed, Refusal
+from bot.services.correcting import Target
 from bot.services.guild_config import ConfigChange, channel_changes
 from bot.services.mood import MoodScope
 from bot.services.tagging import IncomingMessage
@@ -66,3 +67,14 @@ async def test_opt_out_stops_tagging_even_when_forgetting_fails(services, store,
     assert (await services.privacy.forget(100)).total == 1
     await services.privacy.opt_in(100)
     assert not await store.is_opted_out(100)
+
+
+async def test_a_deleted_message_takes_its_prediction_and_corrections_along(services, store):
+    for i in (1, 2, 3):
+        await services.tagging.tag(IncomingMessage(GUILD, 1, i, 100, f"text {i}"))
+    actor = Actor(user_id=200, guild_id=GUILD)
+    for i in (1, 2, 3):
+        await services.correcting.correct(actor, Target(GUILD, 1, i, 100, f"text {i}"), "sadness")
+    assert (await services.privacy.messages_deleted([1, 2])).removed == {"corrections": 2, "predictions": 2}
+    assert await store.corrections_for_training() == [("text 3", "sadness")]
+    assert await store.get_prediction(1) is None and await store.get_prediction(3) is not None

@@ -68,9 +68,29 @@ async def test_rollback_serves_the_version_or_keeps_the_served_one(settings, sto
     assert worker.classifier.version == "v1" and registry.current_name() == "v1"
     assert (await service.info(OPERATOR)).versions == ["v1", "v2"]
 
-    (registry.get("v2").path / "config.json").write_text("{ broken")
+    (registry.get("v2").path / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(Refusal, match="v2 could not be loaded"):
         await service.rollback(OPERATOR, "v2")
     assert worker.classifier.version == "v1" and registry.current_name() == "v1"  # the pointer follows what is served
+    (registry.get("v2").path / "config.json").write_text("{ broken")
+    with pytest.raises(Refusal, match="v2 .* is not a complete model.*current is still v1"):
+        await service.rollback(OPERATOR, "v2")  # refused before the pointer moves
     with pytest.raises(Refusal, match="v9"):
         await service.rollback(OPERATOR, "v9")
+
+
+async def test_a_failed_first_deploy_clears_current_so_a_restart_serves_the_base_model(settings, store, worker):
+    """The child points current at the candidate; if it then cannot load and nothing was current before,
+    current must not stay on it (the next start would fail to load it)."""
+    registry = Registry(settings.models_dir)
+    _, folder = registry.allocate()
+    build_tiny_model(folder)
+    version = registry.commit(folder, {"base": "tiny", "parent": None})
+    registry.set_current(version.name, reason="deployed")
+    (version.path / "model.safetensors").write_bytes(b"truncated by a full disk")
+    service = RetrainingService(settings, store, Serving(worker))
+    error = await service.deploy(str(version.path), version.name, previous=None)
+    assert error is not None and "incomplete or corrupt" in error
+    assert worker.classifier.version == "base"
+    assert registry.current_name() is None
+    assert registry.history()[-1]["version"] is None and "v1" in registry.history()[-1]["reason"]

@@ -46,6 +46,50 @@ async def test_an_opt_out_while_the_model_is_busy_wins(services, store, worker):
     assert await store.get_prediction(1) is None
 
 
+async def test_forget_me_while_the_model_is_busy_drops_the_result(services, store, worker):
+    forgotten = []
+
+    async def forget():
+        forgotten.append(await services.privacy.forget(AUTHOR))
+
+    worker.before_answer = forget
+    assert await services.tagging.tag(message(1)) is None
+    assert forgotten[0].total == 0 and await store.get_prediction(1) is None
+    worker.before_answer = None  # a message after the forget is tagged again
+    assert await services.tagging.tag(message(2)) is not None and await store.get_prediction(2) is not None
+
+
+async def test_forgetting_someone_else_or_another_message_keeps_the_result(services, store, worker):
+    async def forget_others():
+        await services.privacy.forget(AUTHOR + 1)
+        await services.privacy.messages_deleted([2])
+
+    worker.before_answer = forget_others
+    assert await services.tagging.tag(message(1)) is not None and await store.get_prediction(1) is not None
+
+
+async def test_a_message_deleted_while_the_model_is_busy_is_not_recorded(services, store, worker):
+    async def delete():
+        await services.privacy.messages_deleted([1])
+
+    worker.before_answer = delete
+    assert await services.tagging.tag(message(1)) is None
+    assert await store.get_prediction(1) is None
+
+
+async def test_a_forget_while_the_prediction_is_being_recorded_removes_it(services, store, monkeypatch):
+    record = store.record_prediction
+
+    async def slow_record(row):  # a store whose recording yields to the loop before it buffers the row
+        await services.privacy.forget(AUTHOR)
+        await record(row)
+
+    monkeypatch.setattr(store, "record_prediction", slow_record)
+    assert await services.tagging.tag(message(1)) is None
+    await store.flush()
+    assert await store.get_prediction(1) is None
+
+
 async def test_threshold_neutral_and_reactions_decide_the_emoji_but_the_prediction_is_kept(services, store, worker):
     worker.score = 0.4
     assert (await services.tagging.tag(message(1))).emoji is None  # below the 0.5 default threshold

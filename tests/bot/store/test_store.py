@@ -446,6 +446,25 @@ async def test_forget_user(store: Store):
     assert await store.get_prediction(3) is not None
 
 
+async def test_forget_messages_deletes_their_corrections_and_predictions_buffered_too(store: Store):
+    await store.add_correction(corr("gone", "joy", message=1, corrector=5))
+    await store.add_correction(corr("gone", "anger", message=1, corrector=6))
+    await store.add_correction(corr("also gone", "joy", message=2, corrector=5))
+    await store.add_correction(corr("kept", "joy", message=3, corrector=5))
+    await store.add_examples([corr("imported", "joy", message=None, corrector=None, author=None, source="import")])
+    await store.record_prediction(pred(1))
+    await store.flush()
+    await store.record_prediction(pred(2))  # still buffered
+    await store.record_prediction(pred(3))
+    assert await store.forget_messages([1, 2, 99]) == {"corrections": 3, "predictions": 2}
+    assert await store.forget_messages([1]) == {"corrections": 0, "predictions": 0}
+    assert await store.forget_messages([]) == {"corrections": 0, "predictions": 0}
+    await store.flush()
+    assert await store.get_prediction(1) is None and await store.get_prediction(2) is None
+    assert await store.get_prediction(3) is not None
+    assert sorted(await store.corrections_for_training()) == [("imported", "joy"), ("kept", "joy")]
+
+
 async def test_opt_out_cache_follows_database(tmp_path: Path):
     path = tmp_path / "o.sqlite3"
     s = await Store.open(path)
@@ -565,7 +584,8 @@ def test_store_implements_the_protocol_with_coroutines():
 
     members = [name for name in dir(StoreProtocol) if not name.startswith("_")]
     methods = [name for name in members if inspect.iscoroutinefunction(getattr(StoreProtocol, name))]
-    assert {"record_prediction", "add_correction", "forget_user", "update_guild_settings"} <= set(methods)
+    assert {"record_prediction", "add_correction", "forget_user", "forget_messages",
+            "update_guild_settings"} <= set(methods)
     for name in methods:
         assert inspect.iscoroutinefunction(getattr(Store, name)), name
         assert inspect.signature(getattr(Store, name)) == inspect.signature(getattr(StoreProtocol, name)), name
