@@ -14,9 +14,9 @@ from bot import command_sync
 from bot.errors import install_error_handler
 from bot.pacer import ReactionPacer
 from bot.pacer import trace_config as pacer_trace
-from bot.services import Services
+from bot.services import Services, open_store
 from bot.settings import Settings
-from bot.store import GuildSettings, Store
+from bot.store import Store
 from model.classifier import Classifier
 from model.worker import InferenceWorker
 
@@ -88,8 +88,9 @@ class EmotionBot(commands.Bot):
     started_at: float
     commands_synced: int = 0
 
-    def __init__(self, settings: Settings, classifier: Classifier, *, store_options: dict | None = None,
-                 **options) -> None:
+    def __init__(self, settings: Settings, classifier: Classifier, *, store: Store | None = None,
+                 store_options: dict | None = None, **options) -> None:
+        """``store``: already open (the bot closes it); without one, ``setup_hook`` opens it with ``store_options``."""
         silence_voice_warnings()
         options.setdefault("http_trace", pacer_trace())  # shows the pacer discord.py's retries
         super().__init__(command_prefix=commands.when_mentioned, intents=make_intents(),
@@ -102,10 +103,12 @@ class EmotionBot(commands.Bot):
         self.store_options = store_options or {}
         self._closing: asyncio.Future | None = None
         self._announced = False
+        if store is not None:
+            self.store = store
 
     async def setup_hook(self) -> None:
-        self.store = await Store.open(self.settings.db_path, defaults=GuildSettings(threshold=self.settings.threshold),
-                                      **self.store_options)
+        if getattr(self, "store", None) is None:
+            self.store = await open_store(self.settings, **self.store_options)
         self.worker = InferenceWorker(self._classifier, max_batch=self.settings.max_batch,
                                       torch_threads=self.settings.inference_threads).start()
         self.services = Services.build(self.settings, self.store, self.worker)

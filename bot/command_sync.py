@@ -13,12 +13,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import discord
 from discord import app_commands
+
+from model.registry import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,9 @@ def read_state(path: Path) -> SyncState | None:
 
 
 def write_state(path: Path, state: SyncState) -> None:
-    """Atomically: a half-written file would only cost a sync, but a torn one is never read back."""
+    """Atomically (the registry's writer): a torn file is never read back."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(asdict(state)))
 
 
 def payload_digest(payload: list[dict]) -> str:

@@ -54,14 +54,10 @@ def prediction_lines(prediction, m: Markup, k: int = TOP_K) -> list[str]:
     return [head, *("   " + line for line in top_lines(prediction, m, k))]
 
 
-def no_reaction(prediction, settings, m: Markup) -> str:
-    """Why the bot would not react to ``prediction`` (a ``Tagged`` without emoji) under the server's ``settings``."""
-    if not settings.reactions:
-        why = "reactions are off"
-    elif prediction.score < settings.threshold:
-        why = f"below the {settings.threshold:.2f} threshold"
-    else:
-        why = "neutral, and show_neutral is off"
+def no_reaction(tagged, m: Markup) -> str:
+    """Why the bot would not react to a tagged message (``tagged.withheld`` says which rule held it back)."""
+    why = {"reactions": "reactions are off", "threshold": f"below the {tagged.threshold:.2f} threshold",
+           "neutral": "neutral, and show_neutral is off"}[tagged.withheld]
     return m.italic(f"({why}: the bot would not react)")
 
 

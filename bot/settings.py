@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from model.defaults import DEFAULT_MODEL
+from model.defaults import DEFAULT_MODEL, is_hub_source
 
 
 class SettingsError(ValueError):
@@ -164,13 +164,6 @@ def _check_paths(settings: Settings) -> None:
     if blocker is not None and not blocker.is_dir():
         raise SettingsError(f"EMOTION_DB={db}: {blocker} is a file, not a folder: choose another path")
     replay = settings.replay_path
-    if replay and not Path(replay).expanduser().exists() and not _is_hub_dataset(replay):
+    if replay and not Path(replay).expanduser().exists() and not is_hub_source(replay):
         raise SettingsError(f"EMOTION_REPLAY_PATH={replay}: no such file or folder (relative paths start in "
                             f"{Path.cwd()}): name a CSV/JSONL file or a GoEmotions folder, or leave it empty")
-
-
-def _is_hub_dataset(name: str) -> bool:
-    """Whether the training data loader reads ``name`` from the hub (imports ``datasets``: only asked when needed)."""
-    from model.data import is_hub_source
-
-    return is_hub_source(name)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from bot import render
-from bot.services import Actor, Refusal, Services
+from bot.services import Actor, Refusal, Services, open_store
 from bot.services.correcting import Target
 from bot.services.mood import DEFAULT_DAYS, MoodScope
 from bot.services.retraining import TrainingOverrides
@@ -261,10 +261,9 @@ class Shell:
 
     @classmethod
     async def open(cls, settings: Any, classifier: Any, **options: Any) -> Shell:
-        from bot.store import GuildSettings, Store
         from model.worker import InferenceWorker
 
-        store = await Store.open(settings.db_path, defaults=GuildSettings(threshold=settings.threshold))
+        store = await open_store(settings)
         worker = InferenceWorker(classifier, max_batch=settings.max_batch,
                                  torch_threads=settings.inference_threads).start()
         return cls(settings, store, worker, **options)
@@ -338,9 +337,8 @@ class Shell:
         prediction = tagged.prediction
         self.last = ShellMessage(message_id, text, prediction.label, prediction.version)
         self.say(*render.prediction_lines(prediction, render.PLAIN))
-        if tagged.emoji is None:
-            settings = await self.services.tagging.guild_settings(SHELL_GUILD_ID)
-            self.say("   " + render.no_reaction(prediction, settings, render.PLAIN))
+        if tagged.withheld is not None:
+            self.say("   " + render.no_reaction(tagged, render.PLAIN))
 
     # -- commands ------------------------------------------------------------------------------
 

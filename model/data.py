@@ -26,6 +26,7 @@ import numpy as np
 from datasets import Dataset, Features, Value, concatenate_datasets
 from datasets import Sequence as SequenceFeature
 
+from model.defaults import GOEMOTIONS_HUB_ID, is_hub_source
 from model.labels import LABEL_SETS, map_label
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ FEATURES = Features({"text": Value("string"), "label": Value("string")})
 ROW_FEATURES = Features({"text": Value("string"), "labels": SequenceFeature(Value("string"))})
 
 #: The hub copy of the GoEmotions split in ``../shared/data/goemotions`` (needs internet).
-GOEMOTIONS_HUB_ID = "google-research-datasets/go_emotions"
 GOEMOTIONS_HUB_CONFIG = "simplified"
 #: Split names of the hub copy, by the file names of the local folder.
 _HUB_SPLITS = {"train": "train", "dev": "validation", "validation": "validation", "test": "test"}
@@ -228,14 +228,6 @@ def load_goemotions_hub(split: str = "train", *, target: str = "goemotions") -> 
     """The same split from the Hugging Face hub (``go_emotions``, config ``simplified``)."""
     _check_target(target)
     return _single_label_rows(goemotions_hub_rows(split), target, f"{GOEMOTIONS_HUB_ID} ({split})")
-
-
-def is_hub_source(source: str) -> bool:
-    """True for ``hub:go_emotions``-style names that mean the hub copy of GoEmotions."""
-    source = str(source)
-    if source.startswith("hub:"):
-        return "go_emotions" in source
-    return source in (GOEMOTIONS_HUB_ID, "go_emotions") and not Path(source).exists()  # a local folder wins
 
 
 def load_examples(source: str | os.PathLike, *, split: str = "train", target: str = "goemotions") -> Dataset:

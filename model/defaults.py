@@ -7,12 +7,25 @@ these without paying for torch (about 1.4 s), which :mod:`model.classifier` impo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: The model the bot starts from while the registry is empty (``EMOTION_MODEL``).
 DEFAULT_MODEL = "boltuix/bert-emotion"
 #: Tokens per text: chat messages are short, and 64 keeps batches cheap on CPU.
 MAX_LENGTH = 64
+
+#: GoEmotions on the Hugging Face hub (a training or replay source by name instead of a local folder).
+GOEMOTIONS_HUB_ID = "google-research-datasets/go_emotions"
+
+
+def is_hub_source(source: str) -> bool:
+    """True for ``hub:go_emotions``-style names that mean the hub copy of GoEmotions."""
+    source = str(source)
+    if source.startswith("hub:"):
+        return "go_emotions" in source
+    return source in (GOEMOTIONS_HUB_ID, "go_emotions") and not Path(source).exists()  # a local folder wins
+
 
 #: The losses ``train`` knows (:mod:`model.losses` implements them), by model type.
 LOSSES = ("ce", "bce", "weighted-bce", "focal")

@@ -64,8 +64,8 @@ class RedactToken(logging.Filter):
     def _redact_traceback(self, record: logging.LogRecord) -> None:
         """The formatted exception (``exc_text``, what every Formatter prints when set) in place of ``exc_info``."""
         text = record.exc_text or ""
-        if record.exc_info and record.exc_info[0] is not None:
-            text = text or self._formatter.formatException(record.exc_info)
+        if not text and record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text = self._formatter.formatException(record.exc_info)  # the handler reuses it
         if self.token in text:
             record.exc_info, record.exc_text = None, self.redact(text)
 

@@ -39,27 +39,26 @@ def run_bot(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     setup_logging(loaded.log_level, token)
-    _check_store(loaded)  # first: a bad EMOTION_DB fails in a second, not after the model has loaded
-    classifier = _load_model(loaded)
-    log.info("model %s (%s) on %s", classifier.source, classifier.version, classifier.device)
-    from bot.client import EmotionBot, freeze_startup_heap
-
-    freeze_startup_heap()
-    return asyncio.run(_serve(EmotionBot(loaded, classifier), token))
+    return asyncio.run(_start(loaded, token))
 
 
-def _check_store(loaded) -> None:
-    """Open (creating or migrating) and close the database, so a bad ``EMOTION_DB`` stops the start before login."""
-    from bot.store import Store, StoreError
+async def _start(loaded, token: str) -> int:
+    """Database, then model, then Discord: what fails earliest is what costs the least to check."""
+    from bot.client import EmotionBot, freeze_startup_heap, open_store
+    from bot.store import StoreError
 
-    async def probe() -> None:
-        store = await Store.open(loaded.db_path)
-        await store.close()
-
-    try:
-        asyncio.run(probe())
+    try:  # first: a bad EMOTION_DB fails in a second, not after the model has loaded
+        store = await open_store(loaded)
     except (StoreError, OSError) as exc:
         raise CommandError(f"EMOTION_DB: {exc}", EXIT_USAGE) from None
+    try:
+        classifier = await asyncio.to_thread(_load_model, loaded)  # the loop has nothing else to do yet
+    except BaseException:
+        await store.close()
+        raise
+    log.info("model %s (%s) on %s", classifier.source, classifier.version, classifier.device)
+    freeze_startup_heap()
+    return await _serve(EmotionBot(loaded, classifier, store=store), token)
 
 
 def _load_model(loaded):

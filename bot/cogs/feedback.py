@@ -118,9 +118,15 @@ class Feedback(commands.Cog):
         except discord.Forbidden:
             raise Refusal("I can't read that channel, so I can't see the message.") from None
 
-    async def apply(self, interaction: discord.Interaction, message: discord.Message, emotion: str) -> str:
-        """Store the correction and swap the reaction; returns the confirmation text."""
-        readable = await can_read(interaction, message.channel)  # again: access may have changed since
+    async def apply(self, interaction: discord.Interaction, message: discord.Message, emotion: str, *,
+                    readable: bool | None = None) -> str:
+        """Store the correction and swap the reaction; returns the confirmation text.
+
+        ``readable``: what :func:`can_read` said just now; None asks again (the menu's choice can come
+        minutes after it opened, and access may have changed since).
+        """
+        if readable is None:
+            readable = await can_read(interaction, message.channel)
         outcome = await self.service.correct(actor_of(interaction), target_of(message, self.bot.user.id, readable),
                                              emotion)
         await self.swap_reaction(message, outcome)
@@ -156,8 +162,8 @@ class Feedback(commands.Cog):
                       emotion: app_commands.Range[str, 1, 100]) -> None:
         resolve_label(emotion, self.service.labels)  # a typo is answered at once, before the defer
         await interaction.response.defer(ephemeral=True, thinking=True)
-        target = await self.find_message(interaction, message)
-        await interaction.followup.send(await self.apply(interaction, target, emotion), ephemeral=True)
+        target = await self.find_message(interaction, message)  # refuses a channel the member cannot read
+        await interaction.followup.send(await self.apply(interaction, target, emotion, readable=True), ephemeral=True)
 
     @correct.autocomplete("emotion")
     async def emotion_autocomplete(self, interaction: discord.Interaction, current: str):

@@ -16,8 +16,14 @@ from bot.services.mood import MoodService
 from bot.services.privacy import InFlight, PrivacyService
 from bot.services.retraining import RetrainingService
 from bot.services.tagging import TaggingService
+from bot.store import GuildSettings, Store
 
-__all__ = ["Actor", "NotAllowed", "Refusal", "Services", "Serving"]
+__all__ = ["Actor", "NotAllowed", "Refusal", "Services", "Serving", "open_store"]
+
+
+async def open_store(settings, **options):
+    """The database every front end serves from, with the server defaults the settings give."""
+    return await Store.open(settings.db_path, defaults=GuildSettings(threshold=settings.threshold), **options)
 
 
 @dataclass

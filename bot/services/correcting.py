@@ -85,15 +85,20 @@ class CorrectingService:
     def labels(self) -> tuple[str, ...]:
         return tuple(self.serving.classifier.labels)
 
+    async def _prediction(self, message_id: int, guild_id: int):
+        """The bot's prediction for a message of this server; another server's is none of its business."""
+        row = await self.store.get_prediction(message_id)
+        return row if row is not None and row.guild_id == guild_id else None
+
     async def current_label(self, message_id: int, guild_id: int) -> str | None:
         """The label the bot tagged a message of this server with, if any."""
-        row = await self.store.get_prediction(message_id)
-        return row.label if row is not None and row.guild_id == guild_id else None
+        row = await self._prediction(message_id, guild_id)
+        return row.label if row is not None else None
 
     async def channel_of(self, message_id: int, guild_id: int) -> int | None:
         """Where a tagged message of this server is (a bare message id names no channel)."""
-        row = await self.store.get_prediction(message_id)
-        return row.channel_id if row is not None and row.guild_id == guild_id else None
+        row = await self._prediction(message_id, guild_id)
+        return row.channel_id if row is not None else None
 
     async def correct(self, actor: Actor, target: Target, emotion: str, *, source: str = "discord",
                       count: bool = False) -> Corrected:
@@ -118,8 +123,7 @@ class CorrectingService:
 
     async def _store(self, actor: Actor, target: Target, label: str, source: str) -> str | None:
         """Write the correction durably; returns what the bot had tagged the message with."""
-        row = await self.store.get_prediction(target.message_id)
-        row = row if row is not None and row.guild_id == target.guild_id else None
+        row = await self._prediction(target.message_id, target.guild_id)
         previous = row.label if row is not None else None
         await self.store.add_correction(Correction(
             guild_id=target.guild_id, channel_id=target.channel_id, message_id=target.message_id,

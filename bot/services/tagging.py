@@ -41,6 +41,10 @@ class Tagged:
 
     prediction: object
     emoji: str | None
+    #: Why no emoji: ``"reactions"`` (off in this server), ``"threshold"`` or ``"neutral"``; None when shown.
+    withheld: str | None = None
+    #: The server's threshold the prediction was held to.
+    threshold: float = 0.0
 
 
 class TaggingService:
@@ -87,7 +91,8 @@ class TaggingService:
                 return None  # the model failed, or forgotten, deleted or opted out while the model was busy
             if not await self._record(message, prediction, work):
                 return None
-        return Tagged(prediction, self.emoji_to_show(prediction, settings))
+        withheld = self.withheld(prediction, settings)
+        return Tagged(prediction, None if withheld else emoji_for(prediction.label), withheld, settings.threshold)
 
     async def _classify(self, text: str):
         """The model's prediction, or None when it failed (the worker logged it) or is gone."""
@@ -115,13 +120,15 @@ class TaggingService:
         return not work.dropped
 
     @staticmethod
-    def emoji_to_show(prediction, settings: GuildSettings) -> str | None:
-        """The reaction for ``prediction`` under the server's settings, or None."""
-        if not settings.reactions or prediction.score < settings.threshold:
-            return None
+    def withheld(prediction, settings: GuildSettings) -> str | None:
+        """Why the server's settings keep the reaction for ``prediction`` back (see :class:`Tagged`); None: react."""
+        if not settings.reactions:
+            return "reactions"
+        if prediction.score < settings.threshold:
+            return "threshold"
         if prediction.label == "neutral" and not settings.show_neutral:
-            return None
-        return emoji_for(prediction.label)
+            return "neutral"
+        return None
 
     def _shed_one(self) -> None:
         self.shed += 1
