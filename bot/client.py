@@ -29,6 +29,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.admin",
     "bot.cogs.stats",
     "bot.cogs.privacy",
+    "bot.cogs.review",
 )
 
 

@@ -9,6 +9,10 @@ so a large file never stalls the bot's event loop. An import streams the file an
 writes it in chunks of :data:`IMPORT_CHUNK_ROWS`, each its own short transaction, so
 memory stays bounded and a bot sharing the database never waits past its busy timeout.
 
+A file labelled in another set than the model's (``--labels goemotions`` for a seed-13 model) is
+checked against that set, then each label is stored as the model's equivalent
+(:func:`model.labels.translate`); a row whose label has none is a bad row, reported by line.
+
 A CSV export defuses spreadsheet formulas (OWASP): a cell starting with ``= + - @``, TAB
 or CR, after any leading quotes, gets one more leading ``'``; importing takes exactly that
 quote off again, so an export round-trips. A hand-made CSV whose text starts with quotes
@@ -27,12 +31,14 @@ import os
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from bot.store import Correction, Store, StoreError
+from model.labels import translate
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +86,16 @@ class ImportReport:
     added: int
     errors: list[tuple[int, str]] = field(default_factory=list)
     duplicates: int = 0
+    #: ``(file label, model label) → good rows``: labels of another set taken as the model's equivalent.
+    mapped: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def mapping_summary(self) -> str:
+        """``annoyance→anger ×12, joy→happiness ×3`` (by file label), or ``""`` when nothing was mapped."""
+        return ", ".join(f"{old}→{new} ×{n}" for (old, new), n in sorted(self.mapped.items()))
 
 
 def format_for(path: str | os.PathLike[str]) -> str:
@@ -190,14 +202,34 @@ Problem = tuple[int, str]
 
 
 class _Labels:
-    """Label check that accepts any case/surrounding spaces and returns the canonical name."""
+    """Label check that accepts any case/surrounding spaces and returns the canonical name.
 
-    def __init__(self, labels: Sequence[str] | None) -> None:
+    With ``model_labels``, a valid label is then stored as its equivalent among them
+    (:func:`model.labels.translate`), counted in :attr:`mapped`; one without is a problem.
+    """
+
+    def __init__(self, labels: Sequence[str] | None, model_labels: Sequence[str] | None = None) -> None:
         self.valid = None if labels is None else tuple(labels)
         self._canonical = None if labels is None else {lab.lower(): lab for lab in labels}
+        self.model_labels = None if model_labels is None else tuple(model_labels)
+        self.mapped: Counter[tuple[str, str]] = Counter()
+        self._translated: dict[str, str | None] = {}
 
     def check(self, value: Any) -> tuple[str | None, str | None]:
-        """``(label, None)`` if valid, else ``(None, problem)``."""
+        """``(label to store, None)`` if valid, else ``(None, problem)``."""
+        label, problem = self._in_file_set(value)
+        if label is None or self.model_labels is None:
+            return label, problem
+        if label not in self._translated:
+            self._translated[label] = translate(label, self.model_labels)
+        stored = self._translated[label]
+        if stored is None:
+            return None, f"{label!r} has no equivalent among the model's labels ({', '.join(self.model_labels)})"
+        if stored != label:
+            self.mapped[label, stored] += 1
+        return stored, None
+
+    def _in_file_set(self, value: Any) -> tuple[str | None, str | None]:
         if value is None:
             return None, "missing label"
         if not isinstance(value, str):
@@ -446,14 +478,16 @@ def _starts_an_array(stream: IO[str]) -> bool:
     return char == "["
 
 
-def iter_examples(path: str | os.PathLike[str], labels: Sequence[str] | None) -> Iterator[ParsedRow | Problem]:
+def iter_examples(path: str | os.PathLike[str], labels: Sequence[str] | None, *,
+                  checker: _Labels | None = None) -> Iterator[ParsedRow | Problem]:
     """Stream a CSV/JSONL file's rows, checked: a :data:`ParsedRow` per good row, a :data:`Problem` per bad one.
 
     Blocking, and lazy: the file is opened on the first ``next()``. Labels are matched
-    case-insensitively and returned in their canonical spelling.
+    case-insensitively and returned in their canonical spelling (or, with a ``checker``
+    mapping into a model's labels, as it says).
     """
     fmt = format_for(path)
-    checker = _Labels(labels)
+    checker = checker or _Labels(labels)
     # surrogateescape: a byte that is not UTF-8 fails its own line, not the whole file
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="" if fmt == "csv" else "\n") as f:
         if fmt == "csv":
@@ -495,20 +529,24 @@ async def import_examples(
     path: str | os.PathLike[str],
     *,
     labels: Sequence[str] | None = None,
+    model_labels: Sequence[str] | None = None,
     source: str = "import",
 ) -> ImportReport:
     """Validate a file and add its good rows, :data:`IMPORT_CHUNK_ROWS` a transaction.
 
-    ``labels`` defaults to the store's labels. Bad rows are skipped and reported
-    by line number; a missing or unreadable file raises OSError, an unsupported
-    extension ValueError, a database failure StoreError. The chunks before a
-    failure stay stored; importing the file again adds the rest, nothing twice.
+    ``labels`` (the file's label set) defaults to the store's labels. With ``model_labels``,
+    each label is then stored as the model's equivalent (GoEmotions' annoyance as the seed's
+    anger); a row with none is a bad row, so no label the model cannot learn is stored.
+    Bad rows are skipped and reported by line number; a missing or unreadable file raises
+    OSError, an unsupported extension ValueError, a database failure StoreError. The chunks
+    before a failure stay stored; importing the file again adds the rest, nothing twice.
     """
     if labels is None:
         labels = store.labels
     format_for(path)
-    items = iter_examples(path, labels)
-    report = ImportReport(added=0)
+    checker = _Labels(labels, model_labels)
+    items = iter_examples(path, labels, checker=checker)
+    report = ImportReport(added=0, mapped=checker.mapped)
     try:
         done = False
         while not done:

@@ -18,6 +18,12 @@ def can_manage(interaction: discord.Interaction) -> bool:
     return interaction.guild is not None and perms is not None and bool(perms.manage_guild or perms.administrator)
 
 
+def can_moderate(interaction: discord.Interaction) -> bool:
+    """Manage Messages (or Administrator) in this guild: who may ``/review``, from the member Discord sent."""
+    perms = getattr(interaction.user, "guild_permissions", None)
+    return interaction.guild is not None and perms is not None and bool(perms.manage_messages or perms.administrator)
+
+
 def is_manager(interaction: discord.Interaction) -> bool:
     """The check behind :func:`manager_only`; ``default_permissions`` only hides commands client-side."""
     if not can_manage(interaction):
@@ -32,4 +38,5 @@ def manager_only():
 def actor_of(interaction: discord.Interaction) -> Actor:
     """The invoking member as the services see them."""
     return Actor(user_id=interaction.user.id, guild_id=interaction.guild_id, can_manage=can_manage(interaction),
-                 name=getattr(interaction.user, "display_name", "") or str(interaction.user.id))
+                 name=getattr(interaction.user, "display_name", "") or str(interaction.user.id),
+                 can_moderate=can_moderate(interaction))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import IO
 
+from model.finetune_config import metric_sets
 from model.labels import emoji_for
 from model.progress import TrainingEvent
 
@@ -91,14 +92,24 @@ def progress(event: TrainingEvent | None, examples: int, m: Markup) -> str:
     return f"{head}\n{meter}\n{event.describe()}…"
 
 
-def metrics_line(name: str, metrics: dict) -> str:
-    if not metrics:
-        return f"{name}: not evaluated"
-    line = f"{name}: accuracy {metrics.get('accuracy', 0):.3f} · macro-F1 {metrics.get('macro_f1', 0):.3f}"
-    if "replay_macro_f1" in metrics:
-        line += (f" (replay: macro-F1 {metrics['replay_macro_f1']:.3f},"
-                 f" accuracy {metrics.get('replay_accuracy', 0):.3f})")
-    return line
+#: What each eval set is called in an answer.
+EVAL_SET_NAMES = {"holdout": "held-out corrections", "reference": "reference set", "replay": "replay data"}
+
+
+def metrics_lines(before: dict, after: dict) -> list[str]:
+    """One line per eval set: current → candidate (or one model's figures where only one side is given)."""
+    before, after = metric_sets(before), metric_sets(after)
+    lines = []
+    for name in dict.fromkeys([*before, *after]):
+        b, a = before.get(name) or {}, after.get(name) or {}
+        rows = (b or a).get("examples", "?")
+        if b and a:
+            figures = (f"macro-F1 {b.get('macro_f1', 0):.3f} → {a.get('macro_f1', 0):.3f} · "
+                       f"accuracy {b.get('accuracy', 0):.3f} → {a.get('accuracy', 0):.3f}")
+        else:
+            figures = f"macro-F1 {(b or a).get('macro_f1', 0):.3f} · accuracy {(b or a).get('accuracy', 0):.3f}"
+        lines.append(f"{EVAL_SET_NAMES.get(name, name)} ({rows}): {figures}")
+    return lines
 
 
 def retrain_outcome(outcome, m: Markup) -> str:
@@ -112,11 +123,13 @@ def retrain_outcome(outcome, m: Markup) -> str:
     verdict = f"✅ Deployed {m.bold(result.version)}" if result.deployed else "⏸️ Not deployed"
     lines = [f"{verdict}: {result.reason}"]
     if result.before or result.after:
-        where = f" (on {result.eval_set})" if result.eval_set else ""
-        lines += [f"Before vs after{where}:", metrics_line("current", result.before),
-                  metrics_line("candidate", result.after)]
+        lines += ["Current → candidate:", *(f"• {line}" for line in metrics_lines(result.before, result.after))]
+    lines += [f"⚠️ {warning}" for warning in result.warnings]
+    if result.mapped:
+        lines.append("Mapped into the model's labels: " + ", ".join(f"{k} ×{n}" for k, n in result.mapped.items()))
+    replay = f" from {m.code(result.replay_source)}" if result.replay_source else ""
     lines.append(f"{result.examples} corrections ({result.holdout} held out), "
-                 f"{result.replay_examples} replay examples, {result.seconds:.0f} s")
+                 f"{result.replay_examples} replay examples{replay}, {result.seconds:.0f} s")
     if result.version and not result.deployed:
         lines.append(f"Saved as {m.bold(result.version)} (not current).")
     if outcome.load_error is not None:
@@ -138,8 +151,8 @@ def model_info(info, m: Markup) -> str:
         metrics = meta.get("metrics") or {}
         lines = [f"Current version {m.bold(info.current.name)} (created {info.current.created or '?'}, parent "
                  f"{meta.get('parent') or 'base'}), serving {m.bold(info.serving_version)} on {info.device}.",
-                 metrics_line("before", metrics.get("before") or {}),
-                 metrics_line("after", metrics.get("after") or {})]
+                 *(["Its gate, before → after:"] if metrics.get("before") else []),
+                 *(f"• {line}" for line in metrics_lines(metrics.get("before") or {}, metrics.get("after") or {}))]
     lines.append(f"{info.corrections} corrections since then." if info.since
                  else f"{info.corrections} corrections stored.")
     if info.versions:
@@ -205,3 +218,25 @@ def span_text(days: list[str]) -> str:
     if first == last:
         return f"{last:%b %d}, UTC"
     return f"{first:%b %d} – {last:%b %d}, UTC"
+
+
+# --------------------------------------------------------------------------- review
+
+QUOTE_MAX = 1500  # a Discord message holds 2,000 characters: the rest is the guess, the link and the page
+
+
+def quoted(text: str, limit: int = QUOTE_MAX) -> str:
+    """``text`` as a block quote, cut at ``limit`` characters."""
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return "\n".join(f"> {line}" for line in text.splitlines() or [""])
+
+
+def review_item(row, text: str, position: int, total: int, link: str, m: Markup) -> str:
+    """One message waiting for review: where it is in the batch, the bot's guess and how sure, the text, a link."""
+    return "\n".join([f"{m.bold(f'{position} of {total}')} · I tagged this {label(row.label, m)}, "
+                      f"only {row.confidence:.0%} sure:", quoted(text), link, "What emotion does it express?"])
+
+
+def review_done() -> str:
+    return "That's all for now. Thanks, this helps me learn."

@@ -164,6 +164,8 @@ def _check_paths(settings: Settings) -> None:
     if blocker is not None and not blocker.is_dir():
         raise SettingsError(f"EMOTION_DB={db}: {blocker} is a file, not a folder: choose another path")
     replay = settings.replay_path
-    if replay and not Path(replay).expanduser().exists() and not is_hub_source(replay):
+    if replay and replay.strip().lower() != "none" and not Path(replay).expanduser().exists() \
+            and not is_hub_source(replay):
         raise SettingsError(f"EMOTION_REPLAY_PATH={replay}: no such file or folder (relative paths start in "
-                            f"{Path.cwd()}): name a CSV/JSONL file or a GoEmotions folder, or leave it empty")
+                            f"{Path.cwd()}): name a CSV/JSONL file or a GoEmotions folder, leave it empty "
+                            "(the data the model records it was trained on), or none (no replay)")

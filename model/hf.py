@@ -53,18 +53,19 @@ def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int
              multi_label: bool = False) -> Dataset:
     """Token ids truncated to ``max_length`` and left unpadded (the collator pads per batch).
 
-    With ``label2id`` a ``labels`` column is added from the ``label`` column (one name a row):
-    class ids, or for a multi-label model one-hot float rows (BCE needs a target per label).
-    Without, text only (prediction).
+    With ``label2id`` a ``labels`` column is added from the ``label`` column (one name a row) or a
+    ``labels`` column (a list of names a row, :func:`model.data.load_rows`' shape): class ids, or
+    for a multi-label model multi-hot float rows (BCE needs a target per label). Without, text only
+    (prediction).
     """
     def encode(batch: dict) -> dict:
         out = tokenizer(batch["text"], truncation=True, max_length=max_length)
         if label2id is not None:
-            ids = [label2id[lb] for lb in batch["label"]]
+            names = batch["labels"] if "labels" in batch else [[lb] for lb in batch["label"]]
             if multi_label:
-                out["labels"] = [[1.0 if j == i else 0.0 for j in range(len(label2id))] for i in ids]
+                out["labels"] = [[1.0 if lb in row else 0.0 for lb in label2id] for row in names]
             else:
-                out["labels"] = ids
+                out["labels"] = [label2id[row[0]] for row in names]
         return out
 
     return ds.map(encode, batched=True, remove_columns=ds.column_names)

@@ -241,9 +241,13 @@ class TrainingJob:
 
     @classmethod
     def busy(cls) -> bool:
-        """Whether a job started by this process is still running."""
+        """Whether a job started by this process is still running and has not handed over its outcome.
+
+        A child that has sent its result may take seconds to exit on a busy machine; it trains
+        nothing more, so it does not hold up the next job.
+        """
         job = cls._active
-        return job is not None and job.running
+        return job is not None and job.running and not (job._done is not None and job._done.done())
 
     @property
     def running(self) -> bool:

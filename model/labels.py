@@ -8,6 +8,7 @@ onto another and the bot can pick an emoji for any label it meets.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 #: The seed model ``boltuix/bert-emotion``, in its id order.
@@ -55,6 +56,52 @@ GOEMOTIONS_TO_SEED13: dict[str, str] = {
 }
 
 MAPPINGS: dict[str, dict[str, str]] = {"ekman": GOEMOTIONS_TO_EKMAN, "seed13": GOEMOTIONS_TO_SEED13}
+
+#: Ekman → the seed's 13: the same emotions, except that the seed calls joy happiness.
+EKMAN_TO_SEED13: dict[str, str] = {lb: ("happiness" if lb == "joy" else lb) for lb in EKMAN}
+
+#: The seed's 13 → Ekman, by GoEmotions' own grouping of the nearest GoEmotions label (shame is
+#: embarrassment, guilt is remorse: both sadness; confusion is surprise). Sarcasm has no Ekman emotion.
+SEED13_TO_EKMAN: dict[str, str] = {
+    "sadness": "sadness", "anger": "anger", "love": "joy", "surprise": "surprise", "fear": "fear",
+    "happiness": "joy", "neutral": "neutral", "disgust": "disgust", "shame": "sadness", "guilt": "sadness",
+    "confusion": "surprise", "desire": "joy",
+}
+
+#: Every label mapping the project knows, with the label set it maps into; :func:`translate` uses
+#: those made for the model's own set.
+KNOWN_MAPPINGS: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = (
+    (GOEMOTIONS_TO_EKMAN, EKMAN), (GOEMOTIONS_TO_SEED13, SEED13), (EKMAN_TO_SEED13, SEED13), (SEED13_TO_EKMAN, EKMAN),
+)
+
+
+def translate(label: str, labels: Sequence[str]) -> str | None:
+    """``label`` in the label set ``labels`` (a model's): itself, a known mapping, or None.
+
+    Used when a model's label set changes: corrections stored under the old set (GoEmotions
+    names, Ekman's, the seed's) still teach the new model where the project knows a mapping
+    for that set (GoEmotions → Ekman → seed 13, and the seed's 13 → Ekman); the rest are listed, not
+    guessed.
+    """
+    canonical = {lb.lower(): lb for lb in labels}
+    key = label.strip().lower()
+    if key in canonical:
+        return canonical[key]
+    # Only a table made for this label set: GoEmotions' curiosity is the seed's confusion, though
+    # GoEmotions → Ekman (surprise) would also land inside the seed's set.
+    for table in (table for table, into in KNOWN_MAPPINGS if set(into) == set(canonical)):
+        mapped = table.get(key)
+        if mapped is not None and mapped in canonical:
+            return canonical[mapped]
+    return None
+
+
+def label_set_named(name: str) -> tuple[str, ...]:
+    """The label set called ``name`` (seed13, goemotions, ekman); ValueError naming the choices."""
+    try:
+        return LABEL_SETS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown label set {name!r}: choose one of {', '.join(LABEL_SETS)}") from None
 
 EMOJI: dict[str, str] = {
     # seed 13

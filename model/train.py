@@ -37,6 +37,7 @@ from transformers import EvalPrediction
 
 from model import data
 from model.data import multi_hot
+from model.defaults import is_hub_source
 from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
 from model.labels import LABEL_SETS
 from model.losses import LOSSES, LossError, make_loss
@@ -240,6 +241,13 @@ def hardware(device: str = "auto") -> dict[str, Any]:
     return out
 
 
+def recorded_source(source: str) -> str:
+    """``source`` as the metadata records it: a local path made absolute, so a later fine-tune can replay it
+    from any working directory; a hub name as it is."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if not is_hub_source(source) and path.exists() else source
+
+
 def recipe(config: TrainConfig) -> dict[str, Any]:
     """The knobs that decide the model (not where it is saved)."""
     keep = ("base", "data", "labels", "multi_label", "focal_gamma", "max_pos_weight", "epochs", "learning_rate",
@@ -374,7 +382,7 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
     metadata = {
         "kind": "train", "base": config.base, "base_path": base, "parent": None,
         "labels": labels, "label_set": config.labels, "multi_label": config.multi_label,
-        "recipe": recipe(config), "data": config.data,
+        "recipe": recipe(config), "data": recorded_source(config.data),
         "examples": {"train": len(train_rows), "dev": len(dev_rows) if dev_rows is not None else 0},
         "metrics": {"dev": dev, "train_loss": round(float(output.training_loss), 6),
                     "steps": int(output.global_step), **selection},

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from bot.cli.common import EXIT_FAILED, EXIT_OK, CommandError, settings
+from model.labels import LABEL_SETS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +24,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "bad rows are reported by line number, and a text already "
                                    "imported with the same label is skipped (importing twice is harmless).")
     p.add_argument("file", help="a .csv with a text,label header, or a .jsonl of {\"text\", \"label\"} objects")
-    p.add_argument("--labels", help="label set to validate against: seed13, goemotions, ekman "
-                                    "(default: the model's own labels)")
-    p.add_argument("--model", help="model whose labels to validate against (default: EMOTION_MODEL)")
+    p.add_argument("--labels", type=str.lower, choices=list(LABEL_SETS),
+                   help="the label set the file uses; each label is then stored as its equivalent among the "
+                        "model's labels, and a row with none is reported (default: the model's own labels)")
+    p.add_argument("--model", help="model whose labels the examples are stored under (default: EMOTION_MODEL)")
     p.add_argument("--db", help="database file (default: EMOTION_DB)")
     p.set_defaults(func=run_import)
+
+
+def model_labels(loaded, why: str) -> tuple[str, ...]:
+    """The labels of the model in ``loaded.model`` (EMOTION_MODEL or --model); CommandError saying ``why``."""
+    from model.classifier import Classifier, ModelLoadError
+
+    try:
+        return tuple(Classifier.load(loaded.model, device="cpu").labels)
+    except ModelLoadError as exc:
+        raise CommandError(f"{exc} ({why})") from None
 
 
 async def _with_store(db, work, *, read_only: bool = False):
@@ -58,22 +70,20 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from bot.export_import import import_examples
     from bot.store import StoreError
-    from model.classifier import Classifier, ModelLoadError
-    from model.labels import LABEL_SETS
 
     loaded = settings(args)
+    model = model_labels(loaded, "import stores each example under one of the model's labels; "
+                                 "point --model or EMOTION_MODEL at the model to be trained")
+    file_labels = LABEL_SETS[args.labels] if args.labels else model
     try:
-        labels = LABEL_SETS[args.labels] if args.labels in LABEL_SETS else \
-            Classifier.load(loaded.model, device="cpu").labels
-    except ModelLoadError as exc:
-        raise CommandError(f"{exc} (or pass --labels seed13|goemotions|ekman)") from None
-    try:
-        report = asyncio.run(
-            _with_store(loaded.db_path, lambda store: import_examples(store, args.file, labels=labels)))
+        report = asyncio.run(_with_store(loaded.db_path, lambda store: import_examples(
+            store, args.file, labels=file_labels, model_labels=model if args.labels else None)))
     except (StoreError, OSError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     for line, why in report.errors:
         print(f"{args.file}:{line}: {why}", file=sys.stderr)
     print(f"imported {report.added} examples, {report.duplicates} already present, "
           f"{len(report.errors)} bad rows skipped")
+    if report.mapped:
+        print(f"mapped {report.mapped.total()} labels to the model's: {report.mapping_summary()}")
     return EXIT_OK if not report.errors else EXIT_FAILED

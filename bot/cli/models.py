@@ -96,6 +96,7 @@ def _registry(args: argparse.Namespace):
 
 
 def run_models_list(args: argparse.Namespace) -> int:
+    from model.finetune_config import metric_sets
     from model.registry import RegistryError
 
     try:
@@ -111,13 +112,14 @@ def run_models_list(args: argparse.Namespace) -> int:
     for v in versions:
         meta = v.metadata
         metrics = meta.get("metrics") or {}
-        before, after = metrics.get("before") or {}, metrics.get("after") or {}
-        f1 = f"{before['macro_f1']:.3f} → {after['macro_f1']:.3f}" if before and after else "-"
+        before, after = metric_sets(metrics.get("before")), metric_sets(metrics.get("after"))
+        first = next((name for name in before if name in after), None)  # the hold-out when there was one
+        f1 = f"{before[first]['macro_f1']:.3f} → {after[first]['macro_f1']:.3f}" if first else "-"
         examples = (meta.get("examples") or {}).get("corrections", "-") if isinstance(meta.get("examples"), dict) \
             else meta.get("examples", "-")
         mark = "*" if v.name == current else " "
         print(f"{mark} {v.name:<8} {v.created:<26} {meta.get('parent') or '-'!s:<7} {examples!s:>8}  "
-              f"{f1:<24} {after.get('eval_set', '-')}")
+              f"{f1:<24} {'+'.join(after) or '-'}")
     if current and current not in {v.name for v in versions}:
         print(f"warning: current points at {current}, which is missing: run `models rollback VERSION`", file=sys.stderr)
     return EXIT_OK

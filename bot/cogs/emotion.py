@@ -35,6 +35,8 @@ def describe_settings(s) -> str:
         f"Turned off in: {names(s.denied_channels)}",
         f"Threshold: **{s.threshold:.2f}** · show neutral: **{'yes' if s.show_neutral else 'no'}** · "
         f"reactions: **{'on' if s.reactions else 'off (predictions still recorded)'}**",
+        *(["Review: **on**: moderators label my least-sure tags with /review (their text kept at most 24 h)"]
+          if s.review else []),
     ])
 
 
@@ -110,7 +112,8 @@ class EmotionConfig(commands.Cog):
         server="Turn tagging on or off for the whole server",
         threshold="Minimum probability before I react (0-1)",
         show_neutral="React with 😐 for neutral messages",
-        reactions="Add reactions (off: predictions are still recorded for /mood)")
+        reactions="Add reactions (off: predictions are still recorded for /mood)",
+        review="Queue my least-sure tags, text kept at most 24 h, for moderators to label with /review")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     @manager_only()
@@ -118,11 +121,12 @@ class EmotionConfig(commands.Cog):
                      channel: discord.TextChannel | discord.Thread | discord.ForumChannel | None = None,
                      tagging: Literal["on", "off", "only", "all"] | None = None, server: bool | None = None,
                      threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
-                     show_neutral: bool | None = None, reactions: bool | None = None) -> None:
+                     show_neutral: bool | None = None, reactions: bool | None = None,
+                     review: bool | None = None) -> None:
         change = ConfigChange(channel_id=channel.id if channel is not None else interaction.channel_id,
                               tagging=tagging, channel_named=channel is not None,
                               settings=dict(enabled=server, threshold=threshold, show_neutral=show_neutral,
-                                            reactions=reactions))
+                                            reactions=reactions, review=review))
         settings, changed = await self.services.guild_config.configure(actor_of(interaction), interaction.guild_id,
                                                                        change)
         heading = "Settings updated." if changed else "Current settings:"

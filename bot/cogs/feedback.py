@@ -224,6 +224,10 @@ class CorrectionView(discord.ui.View):
             text = await self.cog.apply(interaction, self.message, label)
         except Refusal as exc:
             text = str(exc)
+        await self.finish(interaction, text)
+
+    async def finish(self, interaction: discord.Interaction, text: str) -> None:
+        """After the choice: this menu is done (``/review``'s shows its next message instead)."""
         self.stop()
         await interaction.edit_original_response(content=text, view=None)
 

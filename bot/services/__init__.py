@@ -15,6 +15,7 @@ from bot.services.guild_config import GuildConfigService
 from bot.services.mood import MoodService
 from bot.services.privacy import InFlight, PrivacyService
 from bot.services.retraining import RetrainingService
+from bot.services.review import ReviewService
 from bot.services.tagging import TaggingService
 from bot.store import GuildSettings, Store
 
@@ -37,6 +38,7 @@ class Services:
     mood: MoodService
     privacy: PrivacyService
     guild_config: GuildConfigService
+    review: ReviewService
 
     @classmethod
     def build(cls, settings, store, worker) -> Services:
@@ -45,4 +47,5 @@ class Services:
         return cls(serving=serving, tagging=TaggingService(settings, store, serving, inflight),
                    correcting=CorrectingService(store, serving, inflight),
                    retraining=RetrainingService(settings, store, serving), mood=MoodService(store),
-                   privacy=PrivacyService(settings, store, inflight), guild_config=GuildConfigService(store))
+                   privacy=PrivacyService(settings, store, inflight), guild_config=GuildConfigService(store),
+                   review=ReviewService(store))

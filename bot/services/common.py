@@ -26,21 +26,26 @@ class Actor:
     """Who asks, as the front end established it from server-side data (never from the client's say-so).
 
     ``can_manage``: Manage Server (or Administrator) in ``guild_id`` on Discord; the shell and the
-    CLI act as the operator, who may do everything.
+    CLI act as the operator, who may do everything. ``can_moderate``: Manage Messages (or Administrator).
     """
 
     user_id: int
     guild_id: int | None = None
     can_manage: bool = False
     name: str = ""
+    can_moderate: bool = False
 
     @classmethod
     def operator(cls, name: str = "operator") -> Actor:
-        return cls(user_id=0, guild_id=None, can_manage=True, name=name)
+        return cls(user_id=0, guild_id=None, can_manage=True, name=name, can_moderate=True)
 
     def require_manager(self, what: str) -> None:
         if not self.can_manage:
             raise NotAllowed(f"You need the Manage Server permission to {what}.")
+
+    def require_moderator(self, what: str) -> None:
+        if not self.can_moderate:
+            raise NotAllowed(f"You need the Manage Messages permission to {what}.")
 
 
 class Serving:

@@ -119,6 +119,8 @@ class CorrectingService:
             await self.store.forget_user(target.author_id)
             raise Refusal("The author of that message has just opted out, so I don't store their messages.")
         settings = await self.store.get_guild_settings(target.guild_id)
+        if settings.review:  # labelled: it waits for /review no more
+            await self.store.remove_review(target.guild_id, target.message_id)
         return Corrected(label, previous, settings.reactions, await self.store.count_corrections() if count else None)
 
     async def _store(self, actor: Actor, target: Target, label: str, source: str) -> str | None:

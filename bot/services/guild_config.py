@@ -21,7 +21,8 @@ class ConfigChange:
     tagging: Tagging | None = None
     #: The channel was named explicitly (naming one without ``tagging`` is a mistake worth saying).
     channel_named: bool = False
-    #: Server-wide settings to set (``enabled``, ``threshold``, ``show_neutral``, ``reactions``); None: unchanged.
+    #: Server-wide settings to set (``enabled``, ``threshold``, ``show_neutral``, ``reactions``, ``review``: off
+    #: empties the server's review queue); None: unchanged.
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 

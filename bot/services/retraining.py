@@ -44,12 +44,14 @@ class TrainingOverrides:
     base: str | None = field(default=None, metadata={
         "help": "start from this hub id, folder or version (v3) instead of the current model"})
     replay: str | None = field(default=None, metadata={
-        "help": "old labelled data mixed in against forgetting: GoEmotions folder, .csv, .jsonl "
-                "(default: EMOTION_REPLAY_PATH)"})
+        "help": "old labelled data mixed in against forgetting: GoEmotions folder, .csv, .jsonl, or none "
+                "(default: EMOTION_REPLAY_PATH, else the data the model records it was trained on)"})
     replay_ratio: float | None = field(default=None, metadata={
         "help": "replay rows per correction (default: EMOTION_REPLAY_RATIO, 4)"})
     min_corrections: int | None = field(default=None, metadata={
         "help": "corrections needed before training (default: EMOTION_MIN_CORRECTIONS, 20)"})
+    save_refused: bool = field(default=False, metadata={
+        "help": "also keep a candidate the gate refused, as a version that is not current (to inspect it)"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "learning_rate", "batch_size", "threads", "replay_ratio", "min_corrections"):
@@ -165,7 +167,7 @@ class RetrainingService:
         knobs: dict[str, Any] = dict(
             fallback_base=fallback, models_dir=str(s.models_dir), device=s.device, force=force,
             base=o.base, replay=(o.replay if o.replay is not None else s.replay_path) or None,
-            torch_threads=o.threads or s.training_threads)
+            torch_threads=o.threads or s.training_threads, save_refused=o.save_refused)
         for knob, override, setting in (("epochs", o.epochs, s.finetune_epochs),
                                         ("learning_rate", o.learning_rate, s.finetune_lr),
                                         ("batch_size", o.batch_size, s.finetune_batch_size),

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from bot.services.privacy import InFlight, Work
+from bot.services.review import offer as offer_for_review
 from bot.store import GuildSettings, PredictionRow, StoreError
 from model.labels import emoji_for
 from model.worker import WorkerClosed
@@ -77,8 +78,8 @@ class TaggingService:
         ``always_classify`` (the shell) skips the server and channel switches, never the opt-outs.
         """
         settings = await self.guild_settings(message.guild_id)
-        if not always_classify and not (settings.enabled
-                                        and settings.channel_enabled(message.channel_id, message.parent_id)):
+        switched_on = settings.channel_enabled(message.channel_id, message.parent_id)
+        if not (switched_on or always_classify):
             return None
         if await self.store.is_opted_out(message.author_id):
             return None
@@ -89,7 +90,7 @@ class TaggingService:
             prediction = await self._classify(message.text)
             if prediction is None or work.dropped or await self.store.is_opted_out(message.author_id):
                 return None  # the model failed, or forgotten, deleted or opted out while the model was busy
-            if not await self._record(message, prediction, work):
+            if not await self._record(message, prediction, work, review=settings.review and switched_on):
                 return None
         withheld = self.withheld(prediction, settings)
         return Tagged(prediction, None if withheld else emoji_for(prediction.label), withheld, settings.threshold)
@@ -106,13 +107,16 @@ class TaggingService:
         finally:
             self.backlog -= 1
 
-    async def _record(self, message: IncomingMessage, prediction, work: Work) -> bool:
-        """Store the prediction; False when a forget or a delete came while it was being stored (undone)."""
+    async def _record(self, message: IncomingMessage, prediction, work: Work, *, review: bool = False) -> bool:
+        """Store the prediction (and, with ``review``, offer it to the server's /review queue); False when a forget
+        or a delete came while it was being stored (undone)."""
         try:
             await self.store.record_prediction(PredictionRow(
                 guild_id=message.guild_id, channel_id=message.channel_id, message_id=message.message_id,
                 author_id=message.author_id, label=prediction.label, probability=prediction.score,
                 model_version=prediction.version, created_at=time.time()))
+            if review and not work.dropped:
+                await offer_for_review(self.store, message, prediction)
             if work.dropped:  # the forget may have run before the row was buffered: delete it now
                 await self.store.forget_messages([message.message_id])
         except StoreError as exc:

@@ -2,11 +2,13 @@
 
 Each :meth:`CorrectionStore.add_correction` commits before it returns, so an
 acknowledged correction survives a crash. Imported examples (from a file, no
-message) live in the same table, unique per (text, label).
+message) live in the same table, unique per (text, label). Admins list, delete and
+relabel both (``emotion-machine corrections``), each change one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 import time
 from collections.abc import Sequence
@@ -15,11 +17,11 @@ from typing import Any
 import aiosqlite
 
 from .connection import SQLiteConnection
-from .records import Correction, check_correction, opt_int
+from .records import SOURCES, Correction, CorrectionRow, RelabelCounts, check_correction, check_label, opt_int
 
 _COLUMNS = (
     "guild_id", "channel_id", "message_id", "author_id", "corrector_id", "predicted_label",
-    "label", "text", "model_version", "source", "created_at",
+    "label", "text", "model_version", "source", "by_author", "created_at",
 )
 _values = operator.attrgetter(*_COLUMNS)  # ends with created_at
 _INSERT = f"INSERT INTO corrections ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -31,13 +33,15 @@ ON CONFLICT (message_id, corrector_id) DO UPDATE SET
 # Imported examples are unique per (text, label) (V4): a repeated import adds nothing.
 _INSERT_IMPORTED = f"{_INSERT}\nON CONFLICT DO NOTHING"
 
-# Majority vote per message over all its corrections; ties go to the label whose
-# latest vote is the most recent. A message is included when its latest correction
-# is at or after :since (so new disagreement re-resolves the whole message).
+# Per message: the label its writer gave, if they corrected it (they know what they meant);
+# else the majority vote over all its corrections, ties going to the label whose latest vote is
+# the most recent. Every vote stays stored either way (docs/learning.md, "Writers and readers").
+# A message is included when its latest correction is at or after :since (so new disagreement
+# re-resolves the whole message).
 # Imported examples (no message) are each their own example.
 _TRAINING_EXAMPLES = """
 WITH filtered AS (
-    SELECT id, message_id, label, text, created_at
+    SELECT id, message_id, label, text, created_at, by_author
     FROM corrections
     WHERE (:guild IS NULL OR guild_id = :guild)
 ),
@@ -49,14 +53,15 @@ messages AS (
     HAVING :since IS NULL OR MAX(created_at) >= :since
 ),
 votes AS (
-    SELECT f.message_id, f.label, COUNT(*) AS n, MAX(f.created_at) AS last_at, MAX(f.id) AS last_id
+    SELECT f.message_id, f.label, MAX(COALESCE(f.by_author, 0)) AS by_writer,
+           COUNT(*) AS n, MAX(f.created_at) AS last_at, MAX(f.id) AS last_id
     FROM filtered AS f JOIN messages AS m ON m.message_id = f.message_id
     GROUP BY f.message_id, f.label
 ),
 winners AS (
     SELECT message_id, label,
            ROW_NUMBER() OVER (PARTITION BY message_id
-                              ORDER BY n DESC, last_at DESC, last_id DESC) AS rn
+                              ORDER BY by_writer DESC, n DESC, last_at DESC, last_id DESC) AS rn
     FROM votes
 ),
 texts AS (
@@ -76,6 +81,81 @@ WHERE message_id IS NULL AND (:since IS NULL OR created_at >= :since)
 """
 _SELECT_TRAINING_EXAMPLES = f"SELECT text, label FROM ({_TRAINING_EXAMPLES}) ORDER BY at, k"
 _COUNT_TRAINING_EXAMPLES = f"SELECT COUNT(*) FROM ({_TRAINING_EXAMPLES})"
+
+# ----------------------------------------------------------------- what admins see and change
+
+_ROW_COLUMNS = ", ".join(("id", "source", "guild_id", "channel_id", "message_id", "author_id", "corrector_id",
+                          "by_author", "predicted_label", "label", "text", "model_version", "created_at"))
+_LIST = f"""
+SELECT {_ROW_COLUMNS} FROM corrections
+WHERE (:guild IS NULL OR guild_id = :guild)
+  AND (:label IS NULL OR label = :label COLLATE NOCASE)
+  AND (:source IS NULL OR source = :source)
+  AND (:since IS NULL OR created_at >= :since)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit
+"""
+# Ids travel as one JSON array, so a bulk change is one statement whatever the number of ids.
+_CHOSEN = "id IN (SELECT value FROM json_each(:ids))"
+_MISSING = "SELECT value FROM json_each(:ids) WHERE value NOT IN (SELECT id FROM corrections) ORDER BY value"
+_DELETE_CHOSEN = f"DELETE FROM corrections WHERE {_CHOSEN}"
+_IMPORTED = "source = 'import' AND message_id IS NULL"  # the rows V4 keeps unique per (text, label)
+_COUNT_UNCHANGED = f"SELECT COUNT(*) FROM corrections WHERE {_CHOSEN} AND label = :label"
+# An imported row whose text already has an imported example with the new label becomes that one.
+_MERGE_INTO_EXISTING = f"""
+DELETE FROM corrections
+WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED}
+  AND EXISTS (SELECT 1 FROM corrections AS other
+              WHERE other.source = 'import' AND other.message_id IS NULL
+                AND other.text = corrections.text AND other.label = :label)
+"""
+# Chosen imported rows sharing a text would collide with each other: the oldest of them stays.
+_MERGE_TWINS = f"""
+DELETE FROM corrections
+WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED}
+  AND id NOT IN (SELECT MIN(id) FROM corrections
+                 WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED} GROUP BY text)
+"""
+_RELABEL = f"UPDATE corrections SET label = :label WHERE {_CHOSEN} AND label <> :label"
+
+
+class NoSuchCorrections(ValueError):
+    """Some ids name no stored correction; nothing was changed."""
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = tuple(ids)
+        shown = ", ".join(map(str, self.ids[:10])) + (f" and {len(self.ids) - 10} more" if len(self.ids) > 10 else "")
+        super().__init__(f"no correction with id {shown}" if len(self.ids) == 1 else f"no corrections with ids {shown}")
+
+
+def _id_array(ids: Sequence[int]) -> str:
+    """The distinct ids as the JSON array :data:`_CHOSEN` reads; ValueError for a non-integer."""
+    try:
+        return json.dumps(sorted({int(i) for i in ids}))
+    except (TypeError, ValueError):
+        raise ValueError(f"correction ids must be integers, got {list(ids)!r}") from None
+
+
+async def _require_ids(db: aiosqlite.Connection, ids: str) -> None:
+    """Inside the write transaction: NoSuchCorrections unless every id is stored."""
+    missing = [value for (value,) in await db.execute_fetchall(_MISSING, {"ids": ids})]
+    if missing:
+        raise NoSuchCorrections(missing)
+
+
+def _list_params(guild_id: int | None, label: str | None, source: str | None, since: float | None,
+                 limit: int | None) -> dict[str, Any]:
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if limit is not None and int(limit) < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit!r}")
+    return {"guild": opt_int(guild_id), "label": label, "source": source,
+            "since": None if since is None else float(since), "limit": -1 if limit is None else int(limit)}
+
+
+def _row(values: Sequence[Any]) -> CorrectionRow:
+    by_author = values[7]
+    return CorrectionRow(*values[:7], None if by_author is None else bool(by_author), *values[8:])
 
 
 _DELETE_OF_MESSAGE = "DELETE FROM corrections WHERE message_id = ?"
@@ -163,3 +243,50 @@ class CorrectionStore(SQLiteConnection):
             "count training examples", _COUNT_TRAINING_EXAMPLES, _filters(since, guild_id)
         )
         return int(rows[0][0])
+
+    async def list_corrections(
+        self, *, guild_id: int | None = None, label: str | None = None, source: str | None = None,
+        since: float | None = None, limit: int | None = None,
+    ) -> list[CorrectionRow]:
+        """Stored corrections and imported examples, newest first; every filter given must match.
+
+        ``label`` matches in any case; ``since`` is a unix time; ``limit`` None returns them all.
+        """
+        params = _list_params(guild_id, label, source, since, limit)
+        return [_row(values) for values in await self._read("list corrections", _LIST, params)]
+
+    async def delete_corrections(self, ids: Sequence[int]) -> int:
+        """Delete these corrections (text and all) in one transaction; returns how many.
+
+        NoSuchCorrections, and nothing deleted, if any id is not stored.
+        """
+        self._require_open()
+        chosen = _id_array(ids)
+
+        async def body(db: aiosqlite.Connection) -> int:
+            await _require_ids(db, chosen)
+            return (await db.execute(_DELETE_CHOSEN, {"ids": chosen})).rowcount
+
+        return 0 if chosen == "[]" else await self._write("delete corrections", body)
+
+    async def relabel_corrections(self, ids: Sequence[int], label: str) -> RelabelCounts:
+        """Give these corrections ``label``, in one transaction.
+
+        An imported row whose text is already imported with ``label`` merges into that example
+        (imports are unique per text and label, V4). NoSuchCorrections if any id is not stored,
+        UnknownLabel / ValueError for a bad label: then nothing changes.
+        """
+        self._require_open()
+        params = {"ids": _id_array(ids), "label": check_label(label, self.labels)}
+
+        async def body(db: aiosqlite.Connection) -> RelabelCounts:
+            await _require_ids(db, params["ids"])
+            unchanged = (await db.execute_fetchall(_COUNT_UNCHANGED, params))[0][0]
+            merged = (await db.execute(_MERGE_INTO_EXISTING, params)).rowcount
+            merged += (await db.execute(_MERGE_TWINS, params)).rowcount
+            relabelled = (await db.execute(_RELABEL, params)).rowcount
+            return RelabelCounts(relabelled=relabelled, merged=merged, unchanged=unchanged)
+
+        if params["ids"] == "[]":
+            return RelabelCounts(0, 0, 0)
+        return await self._write(f"relabel corrections as {label!r}", body)

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiosqlite
 
-from .connection import SQLiteConnection
 from .records import GuildSettings, check_guild_changes
+from .review import ReviewStore
 
 _SELECT = """
-SELECT enabled, threshold, show_neutral, reactions,
+SELECT enabled, threshold, show_neutral, reactions, review,
        (SELECT json_group_array(channel_id) FROM guild_channels
         WHERE guild_id = s.guild_id AND mode = 'allow') AS allowed,
        (SELECT json_group_array(channel_id) FROM guild_channels
@@ -25,13 +25,14 @@ SELECT enabled, threshold, show_neutral, reactions,
 FROM guild_settings AS s WHERE guild_id = ?
 """
 _UPSERT = """
-INSERT INTO guild_settings (guild_id, enabled, threshold, show_neutral, reactions, updated_at)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO guild_settings (guild_id, enabled, threshold, show_neutral, reactions, review, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (guild_id) DO UPDATE SET
     enabled = excluded.enabled,
     threshold = excluded.threshold,
     show_neutral = excluded.show_neutral,
     reactions = excluded.reactions,
+    review = excluded.review,
     updated_at = excluded.updated_at
 """
 _DELETE_CHANNELS = "DELETE FROM guild_channels WHERE guild_id = ?"
@@ -39,7 +40,7 @@ _INSERT_CHANNEL = "INSERT INTO guild_channels (guild_id, mode, channel_id) VALUE
 
 
 def _from_sql(values: tuple) -> GuildSettings:
-    enabled, threshold, show_neutral, reactions, allowed, denied = values
+    enabled, threshold, show_neutral, reactions, review, allowed, denied = values
     return GuildSettings(
         enabled=bool(enabled),
         allowed_channels=frozenset(json.loads(allowed)),
@@ -47,11 +48,12 @@ def _from_sql(values: tuple) -> GuildSettings:
         threshold=float(threshold),
         show_neutral=bool(show_neutral),
         reactions=bool(reactions),
+        review=bool(review),
     )
 
 
-class GuildStore(SQLiteConnection):
-    """Guild settings, cached per guild after the first read."""
+class GuildStore(ReviewStore):
+    """Guild settings, cached per guild after the first read; review off empties the server's review queue."""
 
     def _init_guilds(self, defaults: GuildSettings | None) -> None:
         self._defaults = defaults or GuildSettings()
@@ -94,8 +96,10 @@ class GuildStore(SQLiteConnection):
             await db.execute(
                 _UPSERT,
                 (guild_id, int(new.enabled), new.threshold, int(new.show_neutral),
-                 int(new.reactions), time.time()),
+                 int(new.reactions), int(new.review), time.time()),
             )
+            if not new.review:  # the text waiting for review goes with the switch
+                await self._clear_review_locked(db, guild_id)
             await db.execute(_DELETE_CHANNELS, (guild_id,))
             channels = [(guild_id, "allow", c) for c in sorted(new.allowed_channels)]
             channels += [(guild_id, "deny", c) for c in sorted(new.denied_channels)]

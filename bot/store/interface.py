@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .records import Correction, GuildSettings, PredictionRow
+from .records import Correction, CorrectionRow, GuildSettings, PredictionRow, RelabelCounts
+from .review import DAY, KEEP, ReviewRow
 
 
 @runtime_checkable
@@ -48,6 +49,13 @@ class StoreProtocol(Protocol):
     async def count_corrections(
         self, *, since: float | None = None, guild_id: int | None = None
     ) -> int: ...
+    # what admins see and change (emotion-machine corrections)
+    async def list_corrections(
+        self, *, guild_id: int | None = None, label: str | None = None, source: str | None = None,
+        since: float | None = None, limit: int | None = None,
+    ) -> list[CorrectionRow]: ...
+    async def delete_corrections(self, ids: Sequence[int]) -> int: ...
+    async def relabel_corrections(self, ids: Sequence[int], label: str) -> RelabelCounts: ...
 
     # summaries
     async def emotion_counts(
@@ -66,3 +74,10 @@ class StoreProtocol(Protocol):
     # guild settings
     async def get_guild_settings(self, guild_id: int) -> GuildSettings: ...
     async def update_guild_settings(self, guild_id: int, **changes: Any) -> GuildSettings: ...
+
+    # the /review queue: only the least sure per server, at most max_age old (forgets and review off empty it)
+    async def offer_review(self, row: ReviewRow, *, keep: int = KEEP, max_age: float = DAY) -> bool: ...
+    async def review_items(self, guild_id: int, *, limit: int = KEEP, max_age: float = DAY,
+                           now: float | None = None) -> list[ReviewRow]: ...
+    async def remove_review(self, guild_id: int, message_id: int) -> bool: ...
+    async def delete_expired_reviews(self, max_age: float = DAY, now: float | None = None) -> int: ...

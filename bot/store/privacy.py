@@ -13,6 +13,7 @@ import aiosqlite
 
 from .corrections import delete_message_corrections
 from .predictions import PredictionStore
+from .review import ReviewStore
 
 _SELECT_OPTED_OUT = "SELECT user_id FROM opted_out_users"
 _INSERT_OPTED_OUT = "INSERT OR IGNORE INTO opted_out_users (user_id, created_at) VALUES (?, ?)"
@@ -20,8 +21,9 @@ _DELETE_OPTED_OUT = "DELETE FROM opted_out_users WHERE user_id = ?"
 _DELETE_CORRECTIONS_OF_USER = "DELETE FROM corrections WHERE corrector_id = ? OR author_id = ?"
 
 
-class PrivacyStore(PredictionStore):
-    """Opt-outs (cached), ``forget_user`` and ``forget_messages`` (corrections and predictions, buffered ones too)."""
+class PrivacyStore(PredictionStore, ReviewStore):
+    """Opt-outs (cached), ``forget_user`` and ``forget_messages`` (corrections and predictions, buffered ones too,
+    and the review queue's rows)."""
 
     def _init_privacy(self) -> None:
         self._opted_out: set[int] = set()
@@ -39,6 +41,7 @@ class PrivacyStore(PredictionStore):
         async def body(db: aiosqlite.Connection) -> dict[str, int]:
             predictions = await self._delete_author_locked(db, user_id)
             corrections = await db.execute(_DELETE_CORRECTIONS_OF_USER, (user_id, user_id))
+            await self._forget_review_author_locked(db, user_id)
             return {"corrections": corrections.rowcount, "predictions": predictions}
 
         return await self._write("forget a user", body)
@@ -51,6 +54,7 @@ class PrivacyStore(PredictionStore):
 
         async def body(db: aiosqlite.Connection) -> dict[str, int]:
             predictions = await self._delete_messages_locked(db, ids)
+            await self._forget_review_messages_locked(db, ids)
             return {"corrections": await delete_message_corrections(db, ids), "predictions": predictions}
 
         if not ids:

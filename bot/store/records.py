@@ -61,6 +61,46 @@ class Correction:
         """An example from a file: no message, and unique per (text, label) (V4)."""
         return self.source == "import" and self.message_id is None
 
+    @property
+    def by_author(self) -> bool | None:
+        """Whether the corrector wrote the message (None: unknown, as for imports).
+
+        Derived from the ids, so it cannot disagree with them; stored with the row (V6) because
+        training prefers a writer's label to readers' (docs/learning.md).
+        """
+        if self.author_id is None or self.corrector_id is None:
+            return None
+        return int(self.author_id) == int(self.corrector_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionRow:
+    """A stored correction or imported example, as ``corrections list`` shows it; field names are columns."""
+
+    id: int
+    source: str
+    guild_id: int | None
+    channel_id: int | None
+    message_id: int | None
+    author_id: int | None
+    corrector_id: int | None
+    by_author: bool | None
+    predicted_label: str | None
+    label: str
+    text: str
+    model_version: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelabelCounts:
+    """What a relabel did: rows given the new label, imported rows merged into an equal (text, label)
+    example (V4 keeps one per pair), and rows that had the label already."""
+
+    relabelled: int
+    merged: int
+    unchanged: int
+
 
 @dataclass(frozen=True, slots=True)
 class GuildSettings:
@@ -72,6 +112,8 @@ class GuildSettings:
     threshold: float = 0.5
     show_neutral: bool = False
     reactions: bool = True
+    #: Queue the least-sure messages (with their text, at most 24 h) for moderators' ``/review``.
+    review: bool = False
 
     def channel_enabled(self, channel_id: int, parent_id: int | None = None) -> bool:
         """Whether the bot should tag messages in this channel (or thread of ``parent_id``).
@@ -136,6 +178,15 @@ _correction_ids = operator.attrgetter(*_CORRECTION_IDS)
 _OPT_INT_TYPES = frozenset({int, type(None)})
 
 
+def check_label(label: Any, labels: tuple[str, ...] | None) -> str:
+    """``label``, if a correction may carry it; ValueError if empty, UnknownLabel if not in ``labels``."""
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError("correction label is empty")
+    if labels is not None and label not in labels:
+        raise UnknownLabel(label, labels)
+    return label
+
+
 def check_correction(c: Correction, labels: tuple[str, ...] | None) -> Correction:
     """``c`` itself, or a copy with coerced ids and ``created_at``; UnknownLabel/ValueError if bad.
 
@@ -146,11 +197,7 @@ def check_correction(c: Correction, labels: tuple[str, ...] | None) -> Correctio
         raise ValueError("correction text is empty")
     if encodable(c.text) is not c.text:  # a lone surrogate: SQLite cannot store it, the tokenizer cannot read it
         c = dataclasses.replace(c, text=encodable(c.text))
-    label = c.label
-    if not isinstance(label, str) or not label.strip():
-        raise ValueError("correction label is empty")
-    if labels is not None and label not in labels:
-        raise UnknownLabel(label, labels)
+    check_label(c.label, labels)
     if c.source not in SOURCES:
         raise ValueError(f"correction source must be one of {', '.join(SOURCES)}, got {c.source!r}")
     ids = _correction_ids(c)
@@ -200,7 +247,7 @@ def check_guild_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         )
     clean: dict[str, Any] = {}
     for key, value in changes.items():
-        if key in ("enabled", "show_neutral", "reactions"):
+        if key in ("enabled", "show_neutral", "reactions", "review"):
             clean[key] = _as_bool(key, value)
         elif key in ("allowed_channels", "denied_channels"):
             clean[key] = _as_channels(key, value)

@@ -39,6 +39,7 @@ class Store(PrivacyStore, CountsStore, GuildStore):
         self._init_corrections(None if labels is None else tuple(labels))
         self._init_privacy()
         self._init_guilds(defaults)
+        self._init_review()
 
     @classmethod
     async def open(
@@ -89,6 +90,7 @@ class Store(PrivacyStore, CountsStore, GuildStore):
     async def _reload_caches(self, db: aiosqlite.Connection) -> None:
         await self._reload_opted_out(db)
         self._forget_guild_settings()
+        self._forget_review_bounds()
 
     async def _before_close(self) -> None:
         await self._stop_flushing()

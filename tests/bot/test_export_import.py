@@ -123,6 +123,42 @@ async def test_csv_import_reports_bad_rows_by_line(store: Store, tmp_path: Path)
         ("fine", "joy"), ("multi\nline", "anger"), ("ok again", "sadness")]
 
 
+
+async def test_import_maps_another_label_set_into_the_models_labels(tmp_path: Path):
+    from model.labels import GOEMOTIONS, SEED13
+
+    path = tmp_path / "go.csv"
+    path.write_text("text,label\nso annoyed,annoyance\nyay,joy\nwow,admiration\nugh,Annoyance\nmad,anger\n"
+                    "what,notalabel\n", encoding="utf-8")
+    store = await Store.open(tmp_path / "seed.sqlite3", labels=SEED13)  # the store takes only the model's labels
+    try:
+        report = await import_examples(store, path, labels=GOEMOTIONS, model_labels=SEED13)
+        assert report.added == 5
+        assert report.mapped == {("annoyance", "anger"): 2, ("joy", "happiness"): 1, ("admiration", "love"): 1}
+        assert report.mapping_summary() == "admiration→love ×1, annoyance→anger ×2, joy→happiness ×1"
+        assert [line for line, _ in report.errors] == [7]  # checked against the file's set first
+        assert "unknown label 'notalabel'" in report.errors[0][1] and "admiration" in report.errors[0][1]
+        assert await store.corrections_for_training() == [
+            ("so annoyed", "anger"), ("yay", "happiness"), ("wow", "love"), ("ugh", "anger"), ("mad", "anger")]
+    finally:
+        await store.close()
+
+
+async def test_rows_without_an_equivalent_are_reported_by_line_and_not_stored(store: Store, tmp_path: Path):
+    from model.labels import EKMAN, SEED13
+
+    path = tmp_path / "seed.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lb}) + "\n"
+                            for t, lb in [("happy", "happiness"), ("yeah right", "sarcasm"), ("sad", "sadness")]),
+                    encoding="utf-8")
+    report = await import_examples(store, path, labels=SEED13, model_labels=EKMAN)
+    assert report.added == 2 and report.mapped == {("happiness", "joy"): 1}
+    assert report.errors == [(2, "'sarcasm' has no equivalent among the model's labels "
+                                 "(anger, disgust, fear, joy, sadness, surprise, neutral)")]
+    assert await store.corrections_for_training() == [("happy", "joy"), ("sad", "sadness")]
+    same = await import_examples(store, path, labels=LABELS, model_labels=LABELS)  # one set: nothing to map
+    assert same.mapped == {} and same.mapping_summary() == "" and same.duplicates == 1
+
 async def test_csv_without_required_columns(store: Store, tmp_path: Path):
     path = tmp_path / "in.csv"
     path.write_text("sentence,emotion\nhi,joy\n", encoding="utf-8")

@@ -78,6 +78,7 @@ def test_a_missing_replay_path_is_refused(tmp_path):
         load_settings({"EMOTION_REPLAY_PATH": str(missing)})
     missing.write_text("text,label\nhi,neutral\n")
     assert load_settings({"EMOTION_REPLAY_PATH": str(missing)}).replay_path == str(missing)
+    assert load_settings({"EMOTION_REPLAY_PATH": "none"}).replay_path == "none"  # replay switched off
 
 
 @pytest.mark.parametrize("name", ["go_emotions", "google-research-datasets/go_emotions", "hub:go_emotions"])

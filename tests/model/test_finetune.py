@@ -10,7 +10,7 @@ from model import finetune
 from model.classifier import Classifier
 from model.data import DataError
 from model.finetune import FinetuneCancelled, gate, split_holdout
-from model.labels import GOEMOTIONS, SEED13
+from model.labels import EKMAN, GOEMOTIONS, SEED13
 from model.progress import TrainingEvent
 from model.registry import Registry
 from tests.helpers import build_tiny_model, corrections, fast_finetune_config
@@ -55,9 +55,25 @@ def test_without_hold_out_or_replay_it_refuses_before_training(tmp_path, word_mo
     assert Registry(tmp_path / "models").list() == []
 
 
-def test_labels_outside_the_model_are_refused(tmp_path, word_model_dir):
-    with pytest.raises(DataError, match=r"'joy' \(1x\)"):
-        finetune.run([("i am so happy", "joy")], fast_finetune_config(tmp_path, word_model_dir, force=True))
+def test_labels_outside_the_model_are_mapped_where_known_and_the_rest_listed(tmp_path, word_model_dir):
+    # stored under GoEmotions names, while the bot now serves a seed-13 model
+    rows = [("i am so happy", "joy")] * 3 + [("angry and not ok", "annoyance")] * 2 + [("pizza", "pizza")]
+    result = finetune.run(rows, fast_finetune_config(tmp_path, word_model_dir, force=True, epochs=2))
+    assert result.examples == 5 and result.deployed
+    assert result.mapped == {"joy→happiness": 3, "annoyance→anger": 2} and result.unmapped == {"pizza": 1}
+    assert any("left out 1 corrections" in w and "'pizza' (1x)" in w for w in result.warnings)
+    meta = Registry(tmp_path / "models").current().metadata
+    assert meta["unmapped"] == {"pizza": 1} and meta["mapped"]["joy→happiness"] == 3
+    with pytest.raises(DataError, match=r"'pizza' \(1x\).*none of them maps"):
+        finetune.run([("pizza", "pizza")], fast_finetune_config(tmp_path, word_model_dir, force=True))
+
+
+def test_map_labels_keeps_known_names_and_maps_between_sets():
+    ds = finetune.to_dataset([("a", "Happiness"), ("b", "joy"), ("c", "sarcasm")])
+    mapped, how, missing = finetune.map_labels(ds, EKMAN)
+    assert mapped["label"] == ["joy", "joy"] and how == {"Happiness→joy": 1} and missing == {"sarcasm": 1}
+    same = finetune.to_dataset([("a", "joy")])
+    assert finetune.map_labels(same, EKMAN)[0] is same  # nothing to map: the Dataset passes through
 
 
 def test_gate_refuses_a_worse_candidate(tmp_path, word_model_dir):
@@ -66,23 +82,25 @@ def test_gate_refuses_a_worse_candidate(tmp_path, word_model_dir):
     assert first.deployed and first.version == "v1"
     # the candidate: the random base, not trained at all (lr 0); the gate compares it with v1
     second = finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, learning_rate=0.0,
-                                                              epochs=1, min_holdout=6, holdout=0.25))
+                                                              epochs=1, min_holdout=6, holdout=0.25, min_verdict=3))
     assert second.holdout == 3 and second.eval_set == "holdout"
-    assert second.before["macro_f1"] > second.after["macro_f1"]
-    assert not second.deployed and second.version is None and "worse" in second.reason
+    assert second.before["holdout"]["macro_f1"] > second.after["holdout"]["macro_f1"]
+    assert not second.deployed and second.version is None and "worse on the held-out" in second.reason
     registry = Registry(tmp_path / "models")
     assert registry.current().name == "v1" and [v.name for v in registry.list()] == ["v1"]
 
 
 def test_gate_passes_a_candidate_not_worse_and_next_run_starts_from_current(tmp_path, word_model_dir):
-    first = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, word_model_dir, min_holdout=6, holdout=0.25))
+    first = finetune.run(corrections() * 2, fast_finetune_config(tmp_path, word_model_dir, min_holdout=6,
+                                                                 holdout=0.25, min_verdict=3))
     assert first.eval_set == "holdout" and first.holdout == 3
-    assert first.after["macro_f1"] == 1.0 > first.before["macro_f1"]  # the random base vs the keyword learner
-    assert first.deployed and first.version == "v1" and "worse" not in first.reason
+    # the random base vs the keyword learner
+    assert first.after["holdout"]["macro_f1"] == 1.0 > first.before["holdout"]["macro_f1"]
+    assert first.deployed and first.version == "v1" and "passed the gate" in first.reason
     # base None: start from the current version, record it as the parent; deploy=False saves only
     second = finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, base=None, epochs=1,
-                                                              min_holdout=6, holdout=0.25, save_refused=True,
-                                                              deploy=False))
+                                                              min_holdout=6, holdout=0.25, min_verdict=3,
+                                                              save_refused=True, deploy=False))
     assert second.parent == "v1" and second.base == first.path and second.version == "v2"
     assert not second.deployed and ("deploy=False" in second.reason or "worse" in second.reason)
     registry = Registry(tmp_path / "models")
@@ -100,15 +118,42 @@ def test_predicted_labels_come_back_in_input_order(tmp_path, word_model_dir):
 
 
 def test_gate_rules():
-    b = {"eval_set": "holdout", "examples": 9, "macro_f1": 0.5, "accuracy": 0.6}
-    assert gate(b, {**b, "macro_f1": 0.6})[0]
-    assert gate(b, dict(b))[0]  # equal is not worse
-    assert not gate(b, {**b, "accuracy": 0.5})[0]  # same F1, lower accuracy
-    ok, reason = gate(b, {**b, "macro_f1": 0.4})
-    assert not ok and "0.500 → 0.400" in reason and "holdout" in reason
-    assert gate(b, {**b, "macro_f1": 0.4}, force=True) == (True, gate(b, {**b, "macro_f1": 0.4}, force=True)[1])
-    assert gate({}, {}) == (False, "no evaluation data")
+    h = {"examples": 30, "macro_f1": 0.5, "accuracy": 0.6}
+    r = {"examples": 2000, "macro_f1": 0.52, "accuracy": 0.4}
+
+    def verdict(holdout=None, reference=None, **options):
+        before = {k: v for k, v in (("holdout", h), ("reference", r)) if v is not None and
+                  {"holdout": holdout, "reference": reference}[k] is not None}
+        after = {k: v for k, v in (("holdout", holdout), ("reference", reference)) if v is not None}
+        return gate(before, after, **options)
+
+    assert verdict(holdout={**h, "macro_f1": 0.6})[0]
+    assert verdict(holdout=dict(h))[0]  # equal is not worse
+    assert not verdict(holdout={**h, "accuracy": 0.5})[0]  # same F1, lower accuracy
+    ok, reason = verdict(holdout={**h, "macro_f1": 0.4})
+    assert not ok and "0.500 → 0.400" in reason and "held-out corrections (30)" in reason
+    assert verdict(holdout={**h, "macro_f1": 0.4}, force=True)[0]
+    assert gate({}, {}) == (False, "no verdict possible: no evaluation data")
     assert gate({}, {}, force=True)[0]
+
+    # (b) forgetting: more than one point of reference macro-F1 lost refuses, even with a better hold-out
+    ok, reason = verdict(holdout={**h, "macro_f1": 0.9}, reference={**r, "macro_f1": 0.505})
+    assert not ok and "forgets: loses 1.5 points" in reason and "0.520 → 0.505" in reason
+    assert verdict(holdout={**h, "macro_f1": 0.9}, reference={**r, "macro_f1": 0.511})[0]  # 0.9 of a point
+    assert verdict(reference={**r, "macro_f1": 0.50}, max_forgetting=0.05)[0]
+    ok, reason = verdict(reference={**r, "macro_f1": 0.40}, force=True)
+    assert ok and reason.startswith("forced although the candidate forgets")
+
+    # a hold-out under min_verdict texts is reported with its numbers and decides nothing
+    small = {"examples": 6, "macro_f1": 0.5, "accuracy": 0.5}
+    ok, reason = gate({"holdout": small, "reference": r}, {"holdout": {**small, "macro_f1": 0.1}, "reference": r})
+    assert ok and "held-out corrections (6)" in reason and "too few for a verdict" in reason and "needs 20" in reason
+    ok, reason = gate({"holdout": small}, {"holdout": small})
+    assert not ok and reason.startswith("no verdict possible") and "too few" in reason
+
+    # metrics of versions saved before per-set metrics (one flat set) still compare
+    flat = {"eval_set": "holdout", "examples": 25, "macro_f1": 0.5, "accuracy": 0.6}
+    assert gate(flat, {**flat, "macro_f1": 0.7})[0]
 
 
 def test_hold_out_is_stratified_by_distinct_text():
@@ -137,9 +182,10 @@ def goemotions_replay(tmp_path) -> Path:
 def test_replay_is_mapped_mixed_in_and_used_by_the_gate_without_hold_out(tmp_path, word_model_dir, goemotions_replay):
     config = fast_finetune_config(tmp_path, word_model_dir, epochs=2, replay=str(goemotions_replay), replay_ratio=2.0)
     result = finetune.run(corrections()[:3], config)
-    assert result.eval_set == "replay" and result.holdout == 0
-    assert result.replay_examples == 6 and result.train_examples == 9
-    assert result.before["examples"] == 8 and {"accuracy", "macro_f1"} <= set(result.after)
+    assert result.eval_set == "reference" and result.holdout == 0
+    assert result.replay_examples == 6 and result.train_examples == 9 and result.replay_source == str(goemotions_replay)
+    assert result.before["reference"]["examples"] == 8 and {"accuracy", "macro_f1"} <= set(result.after["reference"])
+    assert any("too small for a verdict (0 held-out texts" in w for w in result.warnings)
     with pytest.raises(DataError, match="replay data"):
         finetune.run(corrections()[:3], fast_finetune_config(tmp_path, word_model_dir, replay=str(goemotions_replay),
                                                                   replay_map="ekman"))
@@ -259,3 +305,97 @@ def test_a_recorded_loss_that_does_not_fit_falls_back_to_the_model_type(tmp_path
     (base / "emotion_machine.json").write_text('{"loss": "weighted-bce"}')
     assert finetune.base_loss(str(base), SEED13, False)[:2] == ("ce", None)
     assert finetune.base_loss(str(tmp_path / "missing"), SEED13, True)[:2] == ("bce", None)
+
+
+# --------------------------------------------------------------------------- forgetting: replay and the reference set
+
+
+def _with_record(tmp_path, model_dir, record: dict) -> Path:
+    """A copy of ``model_dir`` whose training record says ``record`` (what ``train`` writes)."""
+    import json
+    import shutil
+
+    base = tmp_path / "recorded"
+    shutil.copytree(model_dir, base)
+    (base / "emotion_machine.json").write_text(json.dumps(record), encoding="utf-8")
+    return base
+
+
+def test_the_forgetting_gate_refuses_a_candidate_that_forgets_the_reference_set(tmp_path, word_model_dir,
+                                                                               goemotions_replay):
+    base = _with_record(tmp_path, word_model_dir, {"data": str(goemotions_replay)})
+    # v1 knows the base's data: replayed from the base's own record, without being asked
+    taught = [("so happy", "happiness"), ("love you", "love"), ("so sad", "sadness"), ("angry", "anger"),
+              ("scared", "fear"), ("what", "confusion"), ("ok", "neutral"), ("gross", "disgust")]
+    first = finetune.run(taught * 2, fast_finetune_config(tmp_path, base, force=True, epochs=20))
+    assert first.replay_source == str(goemotions_replay) and first.replay_examples > 0
+    assert first.after["reference"]["macro_f1"] == 1.0 and first.after["reference"]["examples"] == 8
+    assert not any("no replay data" in w for w in first.warnings)
+
+    # corrections that contradict what v1 knows, and no replay rows to hold it: it forgets
+    wrong = [("so happy", "sadness"), ("so sad", "happiness"), ("angry", "fear"), ("scared", "anger")] * 3
+    second = finetune.run(wrong, fast_finetune_config(tmp_path, word_model_dir, base=None, replay_ratio=0.0,
+                                                      epochs=20))
+    assert second.parent == "v1" and second.replay_source == str(goemotions_replay)  # carried forward by v1
+    assert second.eval_set == "reference" and second.replay_examples == 0
+    lost = second.before["reference"]["macro_f1"] - second.after["reference"]["macro_f1"]
+    assert lost > 0.01
+    assert not second.deployed and "forgets: loses" in second.reason and second.version is None
+    assert Registry(tmp_path / "models").current().name == "v1"
+
+    forced = finetune.run(wrong, fast_finetune_config(tmp_path, word_model_dir, base=None, replay_ratio=0.0,
+                                                      epochs=20, force=True))
+    assert forced.deployed and forced.reason.startswith("forced although the candidate forgets")
+
+
+def test_without_replay_data_every_answer_says_so(tmp_path, word_model_dir, goemotions_replay):
+    none = finetune.run(corrections(), fast_finetune_config(tmp_path, word_model_dir, force=True, epochs=1))
+    assert none.replay_source is None and none.replay_examples == 0
+    assert any(w.startswith("no replay data: the base records no training data") for w in none.warnings)
+
+    off = finetune.run(corrections(), fast_finetune_config(tmp_path, _with_record(tmp_path, word_model_dir, {
+        "data": str(goemotions_replay)}), force=True, epochs=1, replay="none"))
+    assert off.replay_source is None and any("switched off" in w for w in off.warnings)
+
+    gone = _with_record(tmp_path / "gone", word_model_dir, {"data": str(tmp_path / "moved-away")})
+    moved = finetune.run(corrections(), fast_finetune_config(tmp_path, gone, force=True, epochs=1))
+    assert moved.replay_source is None and any("not on this machine" in w for w in moved.warnings)
+
+
+def test_a_multi_label_model_is_judged_on_every_label_of_a_reference_row(tmp_path, multi_label_dir, goemotions_replay):
+    dev = goemotions_replay / "dev.tsv"  # a row with two labels: a multi-label model is scored on both
+    ids = {name: i for i, name in enumerate(GOEMOTIONS)}
+    dev.write_text(dev.read_text() + f"so happy love you\t{ids['joy']},{ids['love']}\tz\n", encoding="utf-8")
+    result = finetune.run(corrections(), fast_finetune_config(tmp_path, multi_label_dir, epochs=5,
+                                                              replay=str(goemotions_replay)))
+    reference = result.before["reference"]
+    assert reference["examples"] == 9 and "micro_f1" in reference  # multi-label scores, as `eval` computes them
+    assert "micro_f1" in result.after["reference"]
+
+
+def test_mix_weights_is_the_weighted_mean_of_two_models(word_model_dir):
+    import torch
+
+    model = Classifier.load(word_model_dir, device="cpu").model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned = {k: (v + 1.0 if v.is_floating_point() else v) for k, v in base.items()}
+    finetune.mix_weights(model, base, tuned, 0.25)
+    name = next(k for k, v in base.items() if v.is_floating_point())
+    assert torch.allclose(model.state_dict()[name], base[name] + 0.25)
+    finetune.mix_weights(model, base, tuned, 1.0)
+    assert torch.equal(model.state_dict()[name], tuned[name])
+
+
+def test_a_forgetful_fine_tune_is_mixed_back_towards_the_base(tmp_path, word_model_dir, goemotions_replay):
+    base = _with_record(tmp_path, word_model_dir, {"data": str(goemotions_replay)})
+    taught = [("so happy", "happiness"), ("love you", "love"), ("so sad", "sadness"), ("angry", "anger"),
+              ("scared", "fear"), ("what", "confusion"), ("ok", "neutral"), ("gross", "disgust")]
+    # 8 dev rows: 4 frozen as the reference set, the next 4 calibrate the mix
+    first = finetune.run(taught * 2, fast_finetune_config(tmp_path, base, force=True, epochs=20, reference_size=4))
+    assert first.after["reference"]["examples"] == 4 and "weights: 1 of the fine-tune" in first.reason
+    wrong = [("so happy", "sadness"), ("so sad", "happiness"), ("angry", "fear"), ("scared", "anger")] * 3
+    second = finetune.run(wrong, fast_finetune_config(tmp_path, word_model_dir, base=None, replay_ratio=0.0,
+                                                      epochs=20, reference_size=4, save_refused=True))
+    meta = Registry(tmp_path / "models").get(second.version).metadata
+    assert meta["mix"] < 1.0 and f"weights: {meta['mix']:g} of the fine-tune" in second.reason
+    assert meta["mix"] in finetune.MIX_GRID

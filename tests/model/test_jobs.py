@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,16 @@ def test_a_parent_gone_at_the_last_step_deploys_nothing(tmp_path, word_model_dir
 # --------------------------------------------------------------------------- secrets
 
 
+def _environ_after_exec(pid: int, timeout: float = 30.0) -> list[bytes]:
+    """The child's environment; /proc shows it empty until the child's exec has finished (slow on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        if environ or time.monotonic() > deadline:
+            return environ.split(b"\0")
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 async def test_the_child_environment_has_no_secrets(tmp_path, word_model_dir, monkeypatch):
     monkeypatch.setenv("DISCORD_TOKEN", "discord-secret-value")
@@ -158,7 +169,7 @@ async def test_the_child_environment_has_no_secrets(tmp_path, word_model_dir, mo
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     job = TrainingJob(corrections(), fast_finetune_config(tmp_path, word_model_dir, epochs=10_000)).start()
     try:
-        environ = Path(f"/proc/{job.pid}/environ").read_bytes().split(b"\0")  # what the child got at exec
+        environ = _environ_after_exec(job.pid)  # what the child got at exec
     finally:
         job.cancel()
     with pytest.raises(TrainingCancelled):

@@ -69,3 +69,26 @@ def test_finetune_then_models_list_rollback_prune(cli_env, capsys):
 def test_finetune_without_corrections_is_a_clear_error(cli_env, capsys):
     assert main(["finetune"]) == 1
     assert "Only 0 corrections so far" in capsys.readouterr().err
+
+
+def test_import_refuses_an_unknown_label_set(cli_env, capsys):
+    src = cli_env / "seed.csv"
+    src.write_text("text,label\ni am so happy,happiness\n")
+    with pytest.raises(SystemExit) as info:
+        main(["import", str(src), "--labels", "emotions"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'emotions'" in err and "goemotions" in err
+    assert not (cli_env / "db.sqlite").exists()  # nothing was opened, let alone stored
+
+
+def test_import_of_another_label_set_stores_the_models_labels(cli_env, capsys):
+    src = cli_env / "go.csv"
+    src.write_text("text,label\nso annoyed,annoyance\nugh,annoyance\nyay,joy\nmad,anger\n")
+    assert main(["import", str(src), "--labels", "GoEmotions"]) == 0  # the model is the tiny seed-13 one
+    out = capsys.readouterr().out
+    assert "imported 4 examples" in out
+    assert "mapped 3 labels to the model's: annoyance→anger ×2, joy→happiness ×1" in out
+    assert main(["export", "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["anger", "anger", "happiness", "anger"]

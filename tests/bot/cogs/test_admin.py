@@ -97,6 +97,9 @@ async def test_a_refused_candidate_is_not_deployed(loop_settings, happy_classifi
         await _correct_all(general, alice, admin, SAD + ANGRY[:1], "sadness")
         r = await admin.slash(general, "retrain")
         assert "Not deployed" in r.response.content
+        # said in the answer, with the numbers: nothing guards against forgetting, the hold-out is too small
+        assert "⚠️ no replay data: the base records no training data" in r.response.content
+        assert "⚠️ the hold-out is too small for a verdict (0 held-out texts" in r.response.content
         assert bot.classifier is happy_classifier
         msg = await alice.send(general, "sad")
         assert reactions(msg) == [("😄", 1)]

@@ -49,6 +49,11 @@ def test_knobs_come_from_finetune_config_then_settings_then_the_run(settings, st
                                                                    base="v3", replay="r.csv"))
     assert (run.epochs, run.learning_rate, run.torch_threads, run.base, run.replay, run.force) == (
         7, 1e-3, 1, "v3", "r.csv", True)
+    assert not config.save_refused and tuned.config_for(overrides=TrainingOverrides(save_refused=True)).save_refused
+    # replay unset: None, so the fine-tune replays what the base records; "none" switches it off
+    assert config.replay is None
+    off = RetrainingService(dataclasses.replace(settings, replay_path="none"), store).config_for()
+    assert off.replay == "none"
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(learning_rate=-1.0), dict(threads=0), dict(min_corrections=0)])
