@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch threads of the training process (the bot's default is 1; the figures do not depend "
                         "on it, only the time)")
     p.add_argument("--seed", type=int, default=0, help="which community rows are drawn")
+    p.add_argument("--mix", type=float, default=None,
+                   help="EMOTION_FINETUNE_MIX for the runs (default: the bot's default, 0.5)")
     p.add_argument("--val-limit", type=int, default=0, help="> 0: only the first N rows of val.txt (smoke runs)")
     p.add_argument("--test-limit", type=int, default=0, help="> 0: only the first N GoEmotions test rows (smoke runs)")
     p.add_argument("--out", default=str(RESULTS / "learning.json"))
@@ -142,7 +144,7 @@ async def retrain_on(corrections: list[tuple[str, str]], labels: tuple[str, ...]
     from bot.store import Correction, Store
 
     settings = replace(Settings(), model=str(Path(args.model).resolve()), models_dir=workdir / "models",
-                       db_path=workdir / "emotion.db", training_threads=args.threads)
+                       db_path=workdir / "emotion.db", training_threads=args.threads, finetune_mix=args.mix)
     store = await Store.open(settings.db_path, labels=labels)
     try:
         for i, (text, label) in enumerate(corrections, start=1):
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(rows)
     table = [{k: v for k, v in row.items() if k != "gate"} for row in rows]
     write_results("learning", table, {"model": model_dir, "community": str(community), "val_rows": len(val),
-                                      "pool": args.pool, "seed": args.seed, "targets": targets,
+                                      "pool": args.pool, "seed": args.seed, "mix": args.mix, "targets": targets,
                                       "gate": [{"strategy": r["strategy"], "N": r["N"], "reason": r["gate"]}
                                                for r in rows[1:]],
                                       "seconds": round(time.monotonic() - started, 1)}, Path(args.out))

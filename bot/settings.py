@@ -46,6 +46,7 @@ class Settings:
     finetune_epochs: float | None = None
     finetune_lr: float | None = None
     finetune_batch_size: int | None = None
+    finetune_mix: float | None = None
     replay_path: str = ""
     replay_ratio: float = 4.0
     guild_id: int | None = None
@@ -72,6 +73,7 @@ _ENV = {
     "global_requests_per_s": "EMOTION_GLOBAL_REQUESTS_PER_S", "retention_days": "EMOTION_RETENTION_DAYS",
     "min_corrections": "EMOTION_MIN_CORRECTIONS", "finetune_epochs": "EMOTION_FINETUNE_EPOCHS",
     "finetune_lr": "EMOTION_FINETUNE_LR", "finetune_batch_size": "EMOTION_FINETUNE_BATCH_SIZE",
+    "finetune_mix": "EMOTION_FINETUNE_MIX",
     "replay_path": "EMOTION_REPLAY_PATH",
     "replay_ratio": "EMOTION_REPLAY_RATIO", "guild_id": "EMOTION_GUILD_ID", "log_level": "EMOTION_LOG_LEVEL",
 }
@@ -139,6 +141,8 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
         if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
+    if settings.finetune_mix is not None and not 0 < settings.finetune_mix <= 1:
+        raise SettingsError(f"EMOTION_FINETUNE_MIX must be above 0 and at most 1, not {settings.finetune_mix}")
     _check_paths(settings)
     return settings
 

@@ -35,6 +35,8 @@ class FinetuneConfig(TrainerKnobs):
     reference_size: int = 2000
     #: Reference-set macro-F1 a candidate may lose and still deploy (0.01: one point).
     max_forgetting: float = 0.01
+    #: Weight of the fine-tuned weights in the candidate, the rest the base's (WiSE-FT); 1: the fine-tune as is.
+    mix: float = 0.5
     #: Fraction of the corrected texts held out for the gate.
     holdout: float = 0.2
     #: Distinct corrected texts needed before a hold-out is taken; fewer and every one trains.

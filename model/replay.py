@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from model import data
 from model.defaults import is_hub_source
@@ -49,9 +49,21 @@ def replay_source(config: FinetuneConfig, base: str) -> tuple[str | None, str]:
     return recorded, RECORDED
 
 
-def load_replay(source: str, config: FinetuneConfig, labels: Sequence[str],
-                multi_label: bool) -> tuple[Dataset, Dataset, Dataset | None]:
-    """(training pool, frozen reference set, calibration rows or None) from ``source``, in the model's labels.
+class ReplaySets(NamedTuple):
+    """What :func:`load_replay` gives: rows to train on, and held-out rows of the same source."""
+
+    pool: Dataset
+    #: Frozen: the same rows every run, never trained on; the gate's measure of forgetting.
+    reference: Dataset
+    #: The rows after the reference set: both sides' thresholds for the gate are tuned on them.
+    calibration: Dataset | None
+    #: The whole held-out split (reference, calibration and the rest): a multi-label candidate's
+    #: thresholds are re-tuned on it, as ``train`` tuned the base's on GoEmotions dev.
+    held_out: Dataset
+
+
+def load_replay(source: str, config: FinetuneConfig, labels: Sequence[str], multi_label: bool) -> ReplaySets:
+    """The training pool, frozen reference set, calibration and held-out rows of ``source``, in the model's labels.
 
     The reference set keeps every label of a row (``text``, ``labels``), so a multi-label model is
     scored as ``eval`` scores it. So does a multi-label model's pool: replay then teaches what the
@@ -59,7 +71,7 @@ def load_replay(source: str, config: FinetuneConfig, labels: Sequence[str],
     single-label model's pool has one label a row (``text``, ``label``). A GoEmotions source gives
     its dev split as the reference; a single file gives a fixed slice of itself, which the pool then
     leaves out. Either way the same rows every run (:data:`REFERENCE_SEED`). The dev rows after the
-    reference set (as many again, at most) are the calibration rows :func:`choose_mix` chooses on.
+    reference set (as many again, at most) are the calibration rows the gate tunes each side's thresholds on.
     """
     target = config.replay_map
     calibration = None
@@ -71,10 +83,13 @@ def load_replay(source: str, config: FinetuneConfig, labels: Sequence[str],
                 else data.load_examples(source, split="train", target=target))
         if data.has_split(source, "dev"):
             reference = data.load_rows(source, "dev", target, multi_label=multi_label).shuffle(seed=REFERENCE_SEED)
+            held_out = reference
         else:
             pool, reference, calibration = _slice_reference(pool, config)
+            held_out = concatenate_datasets([reference, calibration])
     else:
         pool, reference, calibration = _slice_reference(data.load_examples(source), config)
+        held_out = concatenate_datasets([reference, calibration])
         pool = as_rows(pool) if multi_label else pool
     if config.reference_size > 0 and len(reference) > config.reference_size:
         if goemotions and data.has_split(source, "dev"):
@@ -83,7 +98,7 @@ def load_replay(source: str, config: FinetuneConfig, labels: Sequence[str],
         reference = reference.select(range(config.reference_size))
     for part in (pool, reference):
         data.check_labels(_flat_labels(part), labels, what=f"replay data {source}")
-    return pool, reference, calibration
+    return ReplaySets(pool, reference, calibration, held_out)
 
 
 def as_rows(ds: Dataset) -> Dataset:

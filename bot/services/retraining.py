@@ -50,6 +50,9 @@ class TrainingOverrides:
         "help": "replay rows per correction (default: EMOTION_REPLAY_RATIO, 4)"})
     min_corrections: int | None = field(default=None, metadata={
         "help": "corrections needed before training (default: EMOTION_MIN_CORRECTIONS, 20)"})
+    mix: float | None = field(default=None, metadata={
+        "help": "weight of the fine-tuned weights in the new model, the rest the current model's "
+                "(default: EMOTION_FINETUNE_MIX, 0.5; 1: the fine-tune as it is)"})
     save_refused: bool = field(default=False, metadata={
         "help": "also keep a candidate the gate refused, as a version that is not current (to inspect it)"})
 
@@ -58,6 +61,8 @@ class TrainingOverrides:
             value = getattr(self, name)
             if value is not None and not value > 0 and not (name == "replay_ratio" and value == 0):
                 raise Refusal(f"{name.replace('_', ' ')} must be greater than 0, not {value}")
+        if self.mix is not None and not 0 < self.mix <= 1:
+            raise Refusal(f"mix must be above 0 and at most 1, not {self.mix}")
 
 
 @dataclass
@@ -171,6 +176,7 @@ class RetrainingService:
         for knob, override, setting in (("epochs", o.epochs, s.finetune_epochs),
                                         ("learning_rate", o.learning_rate, s.finetune_lr),
                                         ("batch_size", o.batch_size, s.finetune_batch_size),
+                                        ("mix", o.mix, s.finetune_mix),
                                         ("replay_ratio", o.replay_ratio, s.replay_ratio)):
             value = override if override is not None else setting
             if value is not None:

@@ -102,3 +102,11 @@ def test_a_copy_of_env_example_is_accepted_and_names_every_setting(tmp_path, cle
     clean_env.chdir(tmp_path)
     assert set(read_dotenv()) == set(_ENV.values())
     assert load_settings() == Settings()  # every line shows the default
+
+
+def test_the_fine_tune_mix_is_a_weight_between_0_and_1(clean_env):
+    assert load_settings({"EMOTION_FINETUNE_MIX": "0.75"}).finetune_mix == 0.75
+    assert load_settings({}).finetune_mix is None  # FinetuneConfig's default (0.5)
+    for bad in ("0", "1.5"):
+        with pytest.raises(SettingsError, match="EMOTION_FINETUNE_MIX must be above 0 and at most 1"):
+            load_settings({"EMOTION_FINETUNE_MIX": bad})

@@ -22,9 +22,10 @@ def fast_train_config(base: Path, data_dir: Path, tmp_path: Path, **changes) -> 
 
 
 def fast_finetune_config(tmp_path: Path, model_dir: Path, **changes) -> FinetuneConfig:
-    """A fine-tune config that overfits the tiny model in about a second, on one thread."""
+    """A fine-tune config that overfits the tiny model in about a second, on one thread (the fine-tune
+    unmixed, so a test sees what training did; ``mix`` has its own test)."""
     values = dict(base=str(model_dir), models_dir=str(tmp_path / "models"), epochs=40, learning_rate=5e-3,
-                  batch_size=4, warmup=0.0, torch_threads=1, progress_interval=0.0)
+                  batch_size=4, warmup=0.0, torch_threads=1, progress_interval=0.0, mix=1.0)
     values.update(changes)
     return FinetuneConfig(**values)
 

@@ -269,7 +269,8 @@ def test_multi_label_model_learns_corrections_with_one_hot_targets(tmp_path, mul
     assert clf.multi_label  # still a sigmoid model, so the bot keeps applying its thresholds
     assert [p.label for p in clf.predict(texts)] == targets
     meta = Registry(tmp_path / "models").current().metadata
-    assert meta["loss"] == "bce" and meta["multi_label"] is True and meta["thresholds"] == "kept from the base"
+    assert meta["loss"] == "bce" and meta["multi_label"] is True
+    assert meta["thresholds"] == "per-label thresholds kept from the base"  # no replay: nothing to re-tune on
 
 
 def test_multi_label_fine_tune_keeps_the_loss_and_thresholds_the_base_was_trained_with(tmp_path, multi_label_dir):
@@ -386,16 +387,25 @@ def test_mix_weights_is_the_weighted_mean_of_two_models(word_model_dir):
     assert torch.equal(model.state_dict()[name], tuned[name])
 
 
-def test_a_forgetful_fine_tune_is_mixed_back_towards_the_base(tmp_path, word_model_dir, goemotions_replay):
-    base = _with_record(tmp_path, word_model_dir, {"data": str(goemotions_replay)})
-    taught = [("so happy", "happiness"), ("love you", "love"), ("so sad", "sadness"), ("angry", "anger"),
-              ("scared", "fear"), ("what", "confusion"), ("ok", "neutral"), ("gross", "disgust")]
-    # 8 dev rows: 4 frozen as the reference set, the next 4 calibrate the mix
-    first = finetune.run(taught * 2, fast_finetune_config(tmp_path, base, force=True, epochs=20, reference_size=4))
-    assert first.after["reference"]["examples"] == 4 and "weights: 1 of the fine-tune" in first.reason
-    wrong = [("so happy", "sadness"), ("so sad", "happiness"), ("angry", "fear"), ("scared", "anger")] * 3
-    second = finetune.run(wrong, fast_finetune_config(tmp_path, word_model_dir, base=None, replay_ratio=0.0,
-                                                      epochs=20, reference_size=4, save_refused=True))
-    meta = Registry(tmp_path / "models").get(second.version).metadata
-    assert meta["mix"] < 1.0 and f"weights: {meta['mix']:g} of the fine-tune" in second.reason
-    assert meta["mix"] in finetune.MIX_GRID
+def test_the_candidate_is_the_fine_tune_mixed_with_the_base(tmp_path, word_model_dir):
+    import torch
+
+    full = finetune.run(corrections() * 2, fast_finetune_config(tmp_path / "a", word_model_dir, force=True, mix=1.0))
+    half = finetune.run(corrections() * 2, fast_finetune_config(tmp_path / "b", word_model_dir, force=True, mix=0.5))
+    assert "weights: 0.5 of the fine-tune mixed with 0.5 of the base" in half.reason and "weights" not in full.reason
+    base, tuned, mixed = (Classifier.load(p, device="cpu").model.state_dict()
+                          for p in (word_model_dir, full.path, half.path))
+    name = "classifier.weight"
+    assert torch.allclose(mixed[name], (base[name] + tuned[name]) / 2, atol=1e-6)  # same seed, same training
+    assert Registry(tmp_path / "b" / "models").current().metadata["mix"] == 0.5
+
+
+def test_a_multi_label_candidate_gets_thresholds_re_tuned_on_the_held_out_rows(tmp_path, multi_label_dir,
+                                                                              goemotions_replay):
+    # 8 dev rows: 4 frozen as the reference set, 4 calibrate the gate's thresholds; all 8 re-tune the candidate's
+    result = finetune.run(corrections(), fast_finetune_config(tmp_path, multi_label_dir, force=True, epochs=5,
+                                                              replay=str(goemotions_replay), reference_size=4))
+    assert "per-label thresholds re-tuned on 8 held-out rows" in result.reason
+    meta = Registry(tmp_path / "models").current().metadata
+    stored = Classifier.load(result.path, device="cpu").thresholds.tolist()
+    assert meta["thresholds"].startswith("per-label thresholds re-tuned") and stored != pytest.approx([0.5] * 13)

@@ -15,9 +15,9 @@ ANGRY = ["i am so angry", "angry angry today", "so angry why", "angry hate", "ve
 
 @pytest.fixture
 def loop_settings(bot_settings):
-    """Settings that let a tiny model learn from ten corrections in a few seconds."""
+    """Settings that let a tiny model learn from ten corrections in a few seconds (the fine-tune unmixed)."""
     return dataclasses.replace(bot_settings, finetune_epochs=40, finetune_lr=5e-3, finetune_batch_size=4,
-                               min_corrections=6)
+                               finetune_mix=1.0, min_corrections=6)
 
 
 async def _world(env):

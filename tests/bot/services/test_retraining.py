@@ -51,7 +51,9 @@ def test_knobs_come_from_finetune_config_then_settings_then_the_run(settings, st
         7, 1e-3, 1, "v3", "r.csv", True)
     assert not config.save_refused and tuned.config_for(overrides=TrainingOverrides(save_refused=True)).save_refused
     # replay unset: None, so the fine-tune replays what the base records; "none" switches it off
-    assert config.replay is None
+    assert config.replay is None and config.mix == defaults.mix == 0.5
+    assert RetrainingService(dataclasses.replace(settings, finetune_mix=1.0), store).config_for().mix == 1.0
+    assert service.config_for(overrides=TrainingOverrides(mix=0.25)).mix == 0.25
     off = RetrainingService(dataclasses.replace(settings, replay_path="none"), store).config_for()
     assert off.replay == "none"
 
@@ -60,6 +62,8 @@ def test_knobs_come_from_finetune_config_then_settings_then_the_run(settings, st
 def test_nonsense_overrides_are_refused(bad):
     with pytest.raises(Refusal, match="must be greater than 0"):
         TrainingOverrides(**bad)
+    with pytest.raises(Refusal, match="mix must be above 0 and at most 1, not 1.5"):
+        TrainingOverrides(mix=1.5)
 
 
 async def test_rollback_serves_the_version_or_keeps_the_served_one(settings, store, worker, tmp_path):
