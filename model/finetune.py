@@ -198,8 +198,7 @@ def reference_scores(model, tokenizer, ds: Dataset, config: FinetuneConfig, outp
     probs = probs_of(ds)
     if multi_label:
         if tune_on is not None:
-            tune_probs = probs if tune_on is ds else probs_of(tune_on)
-            thresholds = tune_thresholds(tune_probs, data.multi_hot(tune_on["labels"], labels), labels)
+            thresholds = retune_thresholds(model, tokenizer, tune_on, config, output_dir, callbacks)
         else:
             thresholds = dict(getattr(model.config, "label_thresholds", None) or {})
         scores = multi_label_scores(data.multi_hot(ds["labels"], labels),
