@@ -152,11 +152,16 @@ def test_a_parent_gone_at_the_last_step_deploys_nothing(tmp_path, word_model_dir
 
 
 def _environ_after_exec(pid: int, timeout: float = 30.0) -> list[bytes]:
-    """The child's environment; /proc shows it empty until the child's exec has finished (slow on a busy machine)."""
+    """The child's environment once its exec has finished (slow on a busy machine).
+
+    Between fork and exec /proc shows the forked copy of this process's own start-up block (or nothing),
+    not what the child was given, so wait until it shows something else.
+    """
+    forked_copy = Path("/proc/self/environ").read_bytes()
     deadline = time.monotonic() + timeout
     while True:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
-        if environ or time.monotonic() > deadline:
+        if (environ and environ != forked_copy) or time.monotonic() > deadline:
             return environ.split(b"\0")
         time.sleep(0.01)
 
