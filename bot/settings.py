@@ -35,7 +35,7 @@ class Settings:
     models_dir: Path = Path("data/models")
     inference_threads: int = 1
     training_threads: int = 1
-    max_batch: int = 32
+    max_batch: int | None = None  # None: the classifier's choice for its device (32 on CPU, 512 on CUDA)
     threshold: float = 0.5
     reaction_max_age: float = 30.0
     channel_reactions_per_s: float = 3.5  # Discord allows 4: a margin for timing jitter and retries

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model.defaults import DEFAULT_MODEL, MAX_LENGTH  # noqa: F401 - DEFAULT_MODEL re-exported for older callers
@@ -43,6 +44,16 @@ class Prediction:
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+    @property
+    def margin(self) -> float:
+        """How sure, as the gap between the top two labels' probabilities (0: a tie; the whole score alone).
+
+        What /review orders by: a low top probability also marks texts of no emotion the model knows,
+        which teach little, while a small gap marks the ones it hesitates over.
+        """
+        top = self.top(2)
+        return top[0][1] - (top[1][1] if len(top) > 1 else 0.0)
 
 
 def resolve_device(setting: str | None = None) -> torch.device:
@@ -89,6 +100,7 @@ NO_LABELS = ("this model has no emotion labels; fine-tune it with `emotion-machi
 #: How long the hub may take to answer before it counts as unreachable (DNS and proxies included).
 HUB_PROBE_TIMEOUT_S = 5.0
 _HEAD_PREFIXES = ("classifier.", "score.")
+_HEAD_MODULES = tuple(p.rstrip(".") for p in _HEAD_PREFIXES)  # module names (weights' keys end in .weight)
 
 
 def _check_folder(path: Path) -> None:
@@ -221,19 +233,29 @@ def _load_pretrained(name: str, options: dict) -> tuple:
 
 
 QUANTIZE_CHOICES = ("auto", "int8", "none")
+CPU_BATCH = 32
+CUDA_BATCH = 512
 
 
-def _quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+def _quantize_int8(model: torch.nn.Module, *, keep_fp32: Sequence[str] = (), per_channel: bool = False
+                   ) -> torch.nn.Module:
     """Dynamic int8 for the Linear layers: about twice the CPU throughput of fp32 for BERT.
 
-    ``torch.ao`` quantization is deprecated upstream; where it is gone we keep fp32.
+    ``keep_fp32``: name prefixes of Linear layers left in fp32; ``per_channel``: one weight scale
+    per output row instead of one per matrix. The bot uses both (the classification head in fp32,
+    per-channel weights elsewhere): on a trained 28-label MiniLM that costs 0.2 point of GoEmotions
+    test macro-F1 where one scale per matrix cost 0.6 (benchmarks/README.md). ``torch.ao``
+    quantization is deprecated upstream; where it is gone we keep fp32.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from torch.ao.quantization import quantize_dynamic
+            from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+            spec = {name: qconfig for name, m in model.named_modules()
+                    if isinstance(m, torch.nn.Linear) and not name.startswith(tuple(keep_fp32))}
+            return quantize_dynamic(model, spec, dtype=torch.qint8)
     except Exception as exc:  # noqa: BLE001 - an optimisation, never a reason to fail loading
         log.warning("int8 quantization unavailable (%s); using fp32", exc)
         return model
@@ -268,10 +290,16 @@ class Classifier:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         model.eval()
         self.quantized = False
+        self.dtype = "float32"
+        #: Texts per forward pass: small on CPU (latency grows with it, throughput barely does);
+        #: large on a GPU, which needs wide batches to be busy (benchmarks/gpu.sh measures the choice).
+        self.batch_size = CPU_BATCH
         if self.device.type == "cuda":
-            model = model.to(self.device).half()
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            model = model.to(self.device, dtype=dtype)
+            self.dtype, self.batch_size = str(dtype).removeprefix("torch."), CUDA_BATCH
         elif quantize == "int8" or (quantize == "auto" and self.device.type == "cpu"):
-            model = _quantize_int8(model)
+            model = _quantize_int8(model, keep_fp32=_HEAD_MODULES, per_channel=True)
             self.quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
         self.model = model
 
@@ -309,29 +337,47 @@ class Classifier:
         return self.tokenizer([encodable(t) for t in texts], truncation=True,
                               max_length=self.max_length)["input_ids"]
 
-    @torch.inference_mode()
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[Prediction]:
-        """Predict every text; batches are sorted by length and padded only to their longest."""
-        if not texts:
-            return []
-        ids = self.encode(texts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out: list[Prediction | None] = [None] * len(ids)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            probs = self._probabilities([ids[i] for i in chunk])
-            for i, row in zip(chunk, probs.tolist()):
-                out[i] = self._prediction(row)
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
+        """Predict every text, in order; see :meth:`predict_batches` for how they are batched."""
+        out: list[Prediction | None] = [None] * len(texts)
+        for indices, predictions in self.predict_batches(texts, batch_size):
+            for i, prediction in zip(indices, predictions):
+                out[i] = prediction
         return out  # type: ignore[return-value]
 
+    def predict_batches(self, texts: Sequence[str], batch_size: int | None = None
+                        ) -> Iterator[tuple[list[int], list[Prediction]]]:
+        """``(indices into texts, their predictions)`` per forward pass, as each pass finishes.
+
+        All texts are tokenized at once, sorted by token length and cut into batches of
+        ``batch_size`` (default: :attr:`batch_size`, chosen for the device), so each batch is padded
+        only to its own longest text: with many texts, batches are nearly length-homogeneous.
+        Shortest first, so a caller answering per batch (the worker) answers most texts soonest.
+        """
+        if not texts:
+            return
+        size = batch_size or self.batch_size
+        ids = self.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), size):
+            chunk = order[start:start + size]
+            probs = self._probabilities([ids[i] for i in chunk])
+            yield chunk, [self._prediction(row) for row in probs.tolist()]
+
+    @torch.inference_mode()
     def _probabilities(self, batch: list[list[int]]) -> torch.Tensor:
         width = max(len(x) for x in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
-            input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
-        logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        cuda = self.device.type == "cuda"
+        input_ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        if cuda:  # pinned host memory: the copy overlaps the previous batch's compute
+            input_ids_t, mask_t = input_ids_t.pin_memory(), mask_t.pin_memory()
+        logits = self.model(input_ids=input_ids_t.to(self.device, non_blocking=cuda),
+                            attention_mask=mask_t.to(self.device, non_blocking=cuda)).logits
         logits = logits.float().cpu()
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
@@ -348,4 +394,5 @@ class Classifier:
         """What ``/emotion about`` and ``--json`` show."""
         return {"source": self.source, "version": self.version, "device": str(self.device),
                 "labels": list(self.labels), "multi_label": self.multi_label,
-                "quantized": self.quantized, "max_length": self.max_length}
+                "quantized": self.quantized, "dtype": self.dtype, "batch_size": self.batch_size,
+                "max_length": self.max_length}

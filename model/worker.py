@@ -1,9 +1,12 @@
 """The background inference thread and its asyncio-facing ``classify``.
 
 One thread owns the model, so the event loop never runs tokenizer or model code. Requests
-that arrive together are micro-batched: the thread takes everything queued (up to
-``max_batch``), waits at most ``max_wait`` for more, and runs them as one length-sorted
-batch. Results go back to each caller's loop with one ``call_soon_threadsafe`` per batch.
+that arrive together are micro-batched: the thread takes the first request, waits at most
+``max_wait`` for up to ``max_batch`` more (a lone message waits no longer than that), then
+drains whatever else is already queued, up to ``max_drain``. The drained set is tokenized
+once, sorted by length and run as length-homogeneous batches (:meth:`Classifier.predict_batches`):
+under load the padding that batches in arrival order carry is gone. Each batch's results go
+back to their callers' loops as soon as it finishes, with one ``call_soon_threadsafe`` per loop.
 A batch that fails is retried text by text, so one bad text fails only its own request.
 """
 
@@ -41,11 +44,14 @@ _STOP = object()
 class InferenceWorker:
     """Runs one :class:`Classifier` on a daemon thread; ``swap`` replaces it atomically."""
 
-    def __init__(self, classifier: Classifier, *, max_batch: int = 32, max_wait: float = 0.003,
-                 max_pending: int = 2048, torch_threads: int | None = None) -> None:
+    def __init__(self, classifier: Classifier, *, max_batch: int | None = None, max_wait: float = 0.003,
+                 max_drain: int | None = None, max_pending: int = 2048, torch_threads: int | None = None) -> None:
         self._classifier = classifier
-        self.max_batch = max_batch
+        #: Texts per forward pass; None: what the classifier chose for its device.
+        self.max_batch = max_batch or getattr(classifier, "batch_size", None) or 32
         self.max_wait = max_wait
+        #: Most texts taken in one go; ``max_drain == max_batch`` batches in arrival order (the old worker).
+        self.max_drain = max(self.max_batch, max_drain or 32 * self.max_batch)
         self.max_pending = max_pending
         self.torch_threads = torch_threads
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -125,33 +131,61 @@ class InferenceWorker:
             first = self._queue.get()
             if first is _STOP:
                 break
-            batch = [first]
-            deadline = time.monotonic() + self.max_wait
-            while len(batch) < self.max_batch:
-                try:
-                    remaining = deadline - time.monotonic()
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = self._gather(first)
             self._run_batch(batch)
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first``, what arrives within ``max_wait`` (up to ``max_batch``), then all that is already waiting.
+
+        Returns the requests and whether the stop sentinel was met.
+        """
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_drain:
+            remaining = deadline - time.monotonic() if len(batch) < self.max_batch else 0.0
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     def _run_batch(self, batch: list[_Request]) -> None:
         live = [r for r in batch if not r.future.cancelled()]
         if not live:
             return
         classifier = self._classifier  # one read: a swap mid-batch cannot mix models
+        answered: set[int] = set()
         try:
-            results: list = classifier.predict([r.text for r in live], batch_size=self.max_batch)
+            for indices, predictions in classifier.predict_batches([r.text for r in live], self.max_batch):
+                self._answer([live[i] for i in indices], predictions)
+                answered.update(indices)
         except Exception as exc:  # noqa: BLE001 - a bad batch fails its own requests, not the thread
-            results = self._one_by_one(classifier, live, exc)
+            self._retry(classifier, [r for i, r in enumerate(live) if i not in answered], exc)
+
+    def _retry(self, classifier: Classifier, rest: list[_Request], exc: Exception) -> None:
+        """After a failed pass, what was not answered: in batches of ``max_batch``, a failing one text by text."""
+        if len(rest) <= self.max_batch:
+            self._answer(rest, self._one_by_one(classifier, rest, exc))
+            return
+        log.warning("inference of %d texts failed (%s: %s); retrying in batches of %d",
+                    len(rest), type(exc).__name__, exc, self.max_batch)
+        for start in range(0, len(rest), self.max_batch):
+            group = rest[start:start + self.max_batch]
+            try:
+                results = classifier.predict([r.text for r in group], batch_size=self.max_batch)
+            except Exception as again:  # noqa: BLE001 - as above, for this group only
+                results = self._one_by_one(classifier, group, again)
+            self._answer(group, results)
+
+    def _answer(self, requests: list[_Request], results: list) -> None:
+        """Hand each result to its caller's loop: one wake-up per loop, not per request."""
         self.batches += 1
-        self.processed += len(live)
+        self.processed += len(requests)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for request, result in zip(live, results):
+        for request, result in zip(requests, results):
             by_loop.setdefault(request.loop, []).append((request.future, result))
         for loop, items in by_loop.items():
             try:

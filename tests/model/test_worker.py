@@ -59,7 +59,7 @@ async def test_classify_many_and_bounded_pending(tiny_classifier):
 async def test_swap_under_load_fails_no_request(tmp_path, tiny_classifier):
     other = Classifier.load(build_tiny_model(tmp_path / "other", seed=5), device="cpu", version="v2")
     texts = _texts(300, seed=3)
-    worker = InferenceWorker(tiny_classifier, max_batch=8).start()
+    worker = InferenceWorker(tiny_classifier, max_batch=8, max_drain=16).start()
     try:
         tasks = [asyncio.create_task(worker.classify(t)) for t in texts]
         await asyncio.sleep(0)
@@ -87,6 +87,14 @@ class _Flaky:
         if any("boom" in t for t in texts):
             raise RuntimeError("bad batch")
         return self.inner.predict(texts, batch_size)
+
+    def encode(self, texts):
+        return self.inner.encode(texts)
+
+    def predict_batches(self, texts, batch_size=32):
+        for start in range(0, len(texts), batch_size):  # arrival order: the failing batch is predictable
+            indices = list(range(start, min(start + batch_size, len(texts))))
+            yield indices, self.predict([texts[i] for i in indices], batch_size)
 
 
 async def test_a_failing_batch_fails_only_its_own_requests(tiny_classifier):
@@ -135,9 +143,9 @@ async def test_the_loop_thread_never_runs_the_model(tiny_classifier):
     class Spy:
         version = "spy"
 
-        def predict(self, texts, batch_size=32):
+        def predict_batches(self, texts, batch_size=32):
             seen.append(threading.current_thread().name)
-            return tiny_classifier.predict(texts, batch_size)
+            return tiny_classifier.predict_batches(texts, batch_size)
 
     worker = InferenceWorker(Spy()).start()
     try:
@@ -173,3 +181,150 @@ async def test_a_text_that_fails_only_alone_fails_only_its_own_request(tiny_clas
     failed = [t for t, r in zip(texts, results) if isinstance(r, BaseException)]
     assert failed == ["boom"]
     assert all(r.label for r in results if not isinstance(r, BaseException))
+
+
+# --------------------------------------------------------------------------- draining
+
+
+class _Gated:
+    """Wraps a classifier: the first pass waits for ``opened``; records each call's number of texts."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.version = inner.version
+        self.opened = threading.Event()
+        self.calls: list[int] = []
+        self.widths: list[list[list[int]]] = []  # per call, the token lengths of each forward pass
+
+    def predict(self, texts, batch_size=32):
+        return self.inner.predict(texts, batch_size)
+
+    def predict_batches(self, texts, batch_size=32):
+        assert self.opened.wait(30), "the test never opened the gate"
+        self.calls.append(len(texts))
+        self.widths.append([])
+        for indices, predictions in self.inner.predict_batches(texts, batch_size):
+            self.widths[-1].append([len(self.inner.encode([texts[i]])[0]) for i in indices])
+            yield indices, predictions
+
+
+async def _queued_behind_a_gate(worker: InferenceWorker, gated: _Gated, texts: list[str]) -> list[asyncio.Task]:
+    """One request occupies the worker at the gate; then ``texts`` are queued behind it."""
+    first = asyncio.create_task(worker.classify("hello there"))
+    await asyncio.sleep(0)
+    while worker.pending():
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # well past max_wait: the worker is at the gate with "hello there" alone
+    tasks = [asyncio.create_task(worker.classify(t)) for t in texts]
+    await asyncio.sleep(0.05)  # all of them put on the queue
+    return [first, *tasks]
+
+
+async def test_what_waits_is_drained_and_run_as_length_sorted_batches(tiny_classifier):
+    """A backlog is taken in one go (not max_batch at a time in arrival order) and cut into batches by length."""
+    gated = _Gated(tiny_classifier)
+    texts = _texts(200, seed=11)
+    worker = InferenceWorker(gated, max_batch=16, max_wait=0.001).start()
+    try:
+        tasks = await _queued_behind_a_gate(worker, gated, texts)
+        gated.opened.set()
+        results = await asyncio.gather(*tasks)
+    finally:
+        await worker.close()
+    assert gated.calls == [1, 200], "the backlog must be taken in one go"
+    expected = tiny_classifier.predict(texts)
+    assert [r.label for r in results[1:]] == [e.label for e in expected]
+    passes = gated.widths[1]
+    assert [len(w) for w in passes] == [16] * 12 + [8]
+    for a, b in zip(passes, passes[1:]):
+        assert max(a) <= min(b), "batches must be cut from the backlog sorted by length"
+    arrival = [[len(t) for t in tiny_classifier.encode(texts[i:i + 16])] for i in range(0, 200, 16)]
+    assert sum(max(w) - min(w) for w in passes) < sum(max(w) - min(w) for w in arrival) / 2
+
+
+async def test_max_drain_equal_to_max_batch_is_the_old_arrival_order_worker(tiny_classifier):
+    gated = _Gated(tiny_classifier)
+    worker = InferenceWorker(gated, max_batch=16, max_drain=16, max_wait=0.001).start()
+    try:
+        tasks = await _queued_behind_a_gate(worker, gated, _texts(100, seed=12))
+        gated.opened.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await worker.close()
+    assert max(gated.calls) <= 16
+
+
+async def test_each_batch_is_answered_as_soon_as_it_is_done(tiny_classifier):
+    """The shortest texts of a drained backlog get their answers before the longest have run."""
+    release = threading.Event()
+
+    class Slow(_Gated):
+        def predict_batches(self, texts, batch_size=32):
+            for n, item in enumerate(super().predict_batches(texts, batch_size)):
+                if n == 1:
+                    assert release.wait(30)
+                yield item
+
+    slow = Slow(tiny_classifier)
+    short, long = ["ok"] * 8, [" ".join(["happy"] * 40)] * 40
+    worker = InferenceWorker(slow, max_batch=8, max_wait=0.001).start()
+    try:
+        tasks = await _queued_behind_a_gate(worker, slow, long + short)
+        slow.opened.set()
+        short_tasks = tasks[-8:]
+        await asyncio.wait_for(asyncio.gather(*short_tasks), 30)  # answered while the long ones wait
+        assert not any(t.done() for t in tasks[1:41]), "the long texts cannot have run yet"
+        release.set()
+        await asyncio.gather(*tasks)
+    finally:
+        release.set()
+        await worker.close()
+
+
+async def test_a_failure_in_a_drained_backlog_fails_only_its_own_text(tiny_classifier):
+    flaky = _Flaky(tiny_classifier)
+    gated = _Gated(flaky)
+    texts = [*_texts(60, seed=7), "boom", *_texts(60, seed=8)]
+    worker = InferenceWorker(gated, max_batch=8, max_wait=0.001).start()
+    try:
+        tasks = await _queued_behind_a_gate(worker, gated, texts)
+        gated.opened.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await worker.close()
+    failed = [t for t, r in zip(["hello there", *texts], results) if isinstance(r, BaseException)]
+    assert failed == ["boom"]
+    assert max(gated.calls) > 8
+
+
+def test_a_lone_request_waits_at_most_max_wait_and_a_backlog_not_at_all(tiny_classifier):
+    """_gather: alone, it returns after max_wait with one request; with a queue it never waits for more."""
+    import time
+
+    lonely = InferenceWorker(tiny_classifier, max_batch=64, max_wait=0.05)
+    started = time.monotonic()
+    batch, stopping = lonely._gather("first")
+    assert batch == ["first"] and not stopping
+    assert time.monotonic() - started >= 0.05
+
+    busy = InferenceWorker(tiny_classifier, max_batch=8, max_drain=50, max_wait=60.0)
+    for n in range(100):
+        busy._queue.put(n)
+    started = time.monotonic()
+    batch, _ = busy._gather("first")
+    assert batch == ["first", *range(49)] and time.monotonic() - started < 30  # max_wait (60 s) was not waited
+    assert busy.pending() == 51
+
+
+def test_predict_batches_covers_every_text_once_shortest_first(tiny_classifier):
+    texts = _texts(70, seed=4)
+    seen: list[int] = []
+    widths: list[int] = []
+    for indices, predictions in tiny_classifier.predict_batches(texts, batch_size=16):
+        assert len(indices) == len(predictions) <= 16
+        seen += indices
+        widths += [len(tiny_classifier.encode([texts[i]])[0]) for i in indices]
+    assert sorted(seen) == list(range(70))
+    assert widths == sorted(widths)
+    assert [p.label for p in tiny_classifier.predict(texts)] == \
+        [p.label for p in tiny_classifier.predict(texts, batch_size=1)]
