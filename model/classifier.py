@@ -45,16 +45,6 @@ class Prediction:
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
 
-    @property
-    def margin(self) -> float:
-        """How sure, as the gap between the top two labels' probabilities (0: a tie; the whole score alone).
-
-        What /review orders by: a low top probability also marks texts of no emotion the model knows,
-        which teach little, while a small gap marks the ones it hesitates over.
-        """
-        top = self.top(2)
-        return top[0][1] - (top[1][1] if len(top) > 1 else 0.0)
-
 
 def resolve_device(setting: str | None = None) -> torch.device:
     """``auto``/empty → CUDA when present, else CPU; otherwise exactly what was asked (``cuda:1``)."""

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import model.classifier as classifier_module
-from model.classifier import Classifier, ModelLoadError, Prediction, resolve_device
+from model.classifier import Classifier, ModelLoadError, resolve_device
 from model.labels import FALLBACK_EMOJI, SEED13, emoji_for, labels_from_config
 from tests.helpers import ROOT
 from tests.helpers.tiny import build_tiny_model
@@ -82,14 +82,6 @@ def test_int8_is_per_channel_with_the_head_left_in_fp32(tiny_model_dir):
     assert isinstance(q.model.classifier, torch.nn.Linear)
     weight = next(iter(quantized.values())).weight()
     assert weight.qscheme() == torch.per_channel_affine
-
-
-def test_the_margin_is_the_gap_to_the_runner_up(tiny_classifier):
-    pred = tiny_classifier.predict(["i love you"])[0]
-    (_, first), (_, second) = pred.top(2)
-    assert pred.margin == pytest.approx(first - second) and 0 <= pred.margin <= 1
-    alone = Prediction("joy", 0.7, {"joy": 0.7}, ("joy",))
-    assert alone.margin == pytest.approx(0.7)
 
 
 def test_cpu_and_gpu_batch_sizes_and_dtype_are_described(tiny_classifier):
