@@ -178,8 +178,8 @@ def main() -> None:
         extra = {"model": weights, "texts": source, "device": device, "threads": args.threads,
                  "concurrency": args.concurrency, "speed": speed}
         accuracy = accuracy_rows(classifiers, args.data, args.test_rows) if args.model else []
-        default = Classifier.load(folder, device=device, quantize="auto")
-    default_precision = default.dtype if cuda else ("int8" if default.quantized else "fp32")
+    # quantize="auto" is the bot's default: int8 on CPU where torch can quantize, the GPU dtype on CUDA
+    default_precision = next(iter(classifiers)) if cuda else ("int8" if classifiers["int8"].quantized else "fp32")
     s = speed[default_precision]
     extra["default_precision"] = default_precision
     extra["targets"] = {"drain >= 85% of direct": s["drain_of_direct"] >= 0.85,

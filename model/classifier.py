@@ -362,12 +362,8 @@ class Classifier:
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
-        cuda = self.device.type == "cuda"
-        input_ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(mask)
-        if cuda:  # pinned host memory: the copy overlaps the previous batch's compute
-            input_ids_t, mask_t = input_ids_t.pin_memory(), mask_t.pin_memory()
-        logits = self.model(input_ids=input_ids_t.to(self.device, non_blocking=cuda),
-                            attention_mask=mask_t.to(self.device, non_blocking=cuda)).logits
+        logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
+                            attention_mask=torch.from_numpy(mask).to(self.device)).logits
         logits = logits.float().cpu()
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
