@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="which community rows are drawn")
     p.add_argument("--mix", type=float, default=None,
                    help="EMOTION_FINETUNE_MIX for the runs (default: the bot's default, 0.5)")
+    p.add_argument("--scope", choices=("base", "server"), default="base",
+                   help="base: the owner's fine-tune of the whole model (the corrections' server shares them); "
+                        "server: a server's own /retrain, its head on the frozen base (docs/tenancy.md)")
     p.add_argument("--val-limit", type=int, default=0, help="> 0: only the first N rows of val.txt (smoke runs)")
     p.add_argument("--test-limit", type=int, default=0, help="> 0: only the first N GoEmotions test rows (smoke runs)")
     p.add_argument("--out", default=str(RESULTS / "learning.json"))
@@ -132,6 +135,24 @@ def least_sure(model_dir: str, pool: list[tuple[str, str]], n: int) -> list[tupl
     return [pool[i] for i in order[:n]]
 
 
+def materialize(base: str, head_path: str, out: Path) -> str:
+    """The base with a server's head put in, saved as a whole model folder, so ``eval`` can score it as served."""
+    import json
+
+    from model.classifier import Classifier
+    from model.heads import Head, load_into
+    from model.registry import META_FILE
+
+    clf = Classifier.load(base, device="cpu", quantize="none")
+    load_into(clf.model, Head.load(head_path))
+    meta = json.loads((Path(head_path) / META_FILE).read_text(encoding="utf-8"))
+    if meta.get("label_thresholds"):
+        clf.model.config.label_thresholds = meta["label_thresholds"]
+    clf.model.save_pretrained(out)
+    clf.tokenizer.save_pretrained(out)
+    return str(out)
+
+
 # --------------------------------------------------------------------------- the bot's path
 
 
@@ -151,8 +172,12 @@ async def retrain_on(corrections: list[tuple[str, str]], labels: tuple[str, ...]
             await store.add_correction(Correction(
                 text=text, label=label, guild_id=1, channel_id=2, message_id=10_000 + i, author_id=100_000 + i,
                 corrector_id=7, source="discord"))
+        server = args.scope == "server"
+        if not server:  # the shared base learns only from servers that share their corrections
+            await store.update_guild_settings(1, share=True)
         service = RetrainingService(settings, store)
-        run = await service.prepare(Actor.operator("benchmark"), overrides=TrainingOverrides(save_refused=True))
+        run = await service.prepare(Actor.operator("benchmark"), guild_id=1 if server else None,
+                                    overrides=TrainingOverrides(save_refused=True))
         run.start()
         async for _ in run.events():
             pass
@@ -201,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = outcome.result
                 if result is None or result.path is None:
                     raise SystemExit(f"{strategy} N={n}: the retrain ended {outcome.status}: {outcome.error}")
-                after = measure(result.path, val, args, workdir)
+                folder = result.path if args.scope == "base" else materialize(model_dir, result.path, run_dir / "m")
+                after = measure(folder, val, args, workdir)
                 served = after if result.deployed else base
                 rows.append({"strategy": strategy, "N": n, "deployed": "yes" if result.deployed else "no",
                              **vars(after), "served_accuracy": served.community_accuracy,
@@ -211,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = check_targets(rows)
     table = [{k: v for k, v in row.items() if k != "gate"} for row in rows]
-    write_results("learning", table, {"model": model_dir, "community": str(community), "val_rows": len(val),
+    write_results("learning", table, {"model": model_dir, "scope": args.scope, "community": str(community),
+                                      "val_rows": len(val),
                                       "pool": args.pool, "seed": args.seed, "mix": args.mix, "targets": targets,
                                       "gate": [{"strategy": r["strategy"], "N": r["N"], "reason": r["gate"]}
                                                for r in rows[1:]],

@@ -27,6 +27,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.feedback",
     "bot.cogs.emotion",
     "bot.cogs.admin",
+    "bot.cogs.guilds",
     "bot.cogs.stats",
     "bot.cogs.privacy",
     "bot.cogs.review",
@@ -113,6 +114,9 @@ class EmotionBot(commands.Bot):
         self.worker = InferenceWorker(self._classifier, max_batch=self.settings.max_batch,
                                       torch_threads=self.settings.inference_threads).start()
         self.services = Services.build(self.settings, self.store, self.worker)
+        heads = await self.services.serving.heads_for(self._classifier)  # the servers' own models
+        if heads:
+            self.services.serving.swap(self._classifier, heads)
         self.pacer = ReactionPacer(channel_rate=self.settings.channel_reactions_per_s,
                                    global_rate=self.settings.global_requests_per_s,
                                    max_age=self.settings.reaction_max_age)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import discord
 from discord import app_commands
 
@@ -40,3 +42,12 @@ def actor_of(interaction: discord.Interaction) -> Actor:
     return Actor(user_id=interaction.user.id, guild_id=interaction.guild_id, can_manage=can_manage(interaction),
                  name=getattr(interaction.user, "display_name", "") or str(interaction.user.id),
                  can_moderate=can_moderate(interaction))
+
+
+async def owner_actor_of(interaction: discord.Interaction) -> Actor:
+    """:func:`actor_of`, plus whether they own the bot (the application's owner or team, from Discord).
+
+    discord.py's ``Bot.is_owner`` asks Discord for the application's owner once and caches it.
+    """
+    owner = await interaction.client.is_owner(interaction.user)
+    return dataclasses.replace(actor_of(interaction), is_owner=bool(owner))

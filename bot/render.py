@@ -135,6 +135,8 @@ def retrain_outcome(outcome, m: Markup) -> str:
     if outcome.load_error is not None:
         lines.append(f"⚠️ {result.version} was saved but could not be loaded (see the log); "
                      "still serving the old model.")
+    elif outcome.swapped and getattr(result, "guild_id", None) is not None:
+        lines.append(f"Now tagging this server's messages with its {m.bold(result.version)}.")
     elif outcome.swapped:
         lines.append(f"Now tagging with {m.bold(result.version)}.")
     elif result.deployed:
@@ -143,8 +145,12 @@ def retrain_outcome(outcome, m: Markup) -> str:
 
 
 def model_info(info, m: Markup) -> str:
-    """``/model info``: the current version, its metrics, the corrections since."""
-    if info.current is None:
+    """``/model info`` (a server's line) and ``/base info``: the current version, its metrics, the corrections since."""
+    server = getattr(info, "guild_id", None) is not None
+    if info.current is None and server:
+        lines = [f"This server is tagged by the shared base model {m.bold(info.base)} on {info.device} "
+                 "(no version of its own yet: /retrain makes one from this server's corrections)."]
+    elif info.current is None:
         lines = [f"Serving the base model {m.code(info.serving_source)} (no fine-tuned version yet)."]
     else:
         meta = info.current.metadata
@@ -153,6 +159,11 @@ def model_info(info, m: Markup) -> str:
                  f"{meta.get('parent') or 'base'}), serving {m.bold(info.serving_version)} on {info.device}.",
                  *(["Its gate, before → after:"] if metrics.get("before") else []),
                  *(f"• {line}" for line in metrics_lines(metrics.get("before") or {}, metrics.get("after") or {}))]
+        if server:
+            lines[0] = f"This server's model: {lines[0][0].lower()}{lines[0][1:]}"
+            lines.insert(1, f"It sits on the shared base {m.bold(info.base)}.")
+    if getattr(info, "note", None):
+        lines.append(info.note)
     lines.append(f"{info.corrections} corrections since then." if info.since
                  else f"{info.corrections} corrections stored.")
     if info.versions:

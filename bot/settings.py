@@ -47,6 +47,10 @@ class Settings:
     finetune_lr: float | None = None
     finetune_batch_size: int | None = None
     finetune_mix: float | None = None
+    #: The learning rate of a server's own model (its head; None: FinetuneConfig's head_learning_rate).
+    server_lr: float | None = None
+    #: Days a server's data and model are kept after the bot leaves it (0: forgotten at the next purge).
+    guild_grace_days: float = 30.0
     replay_path: str = ""
     replay_ratio: float = 4.0
     guild_id: int | None = None
@@ -73,7 +77,8 @@ _ENV = {
     "global_requests_per_s": "EMOTION_GLOBAL_REQUESTS_PER_S", "retention_days": "EMOTION_RETENTION_DAYS",
     "min_corrections": "EMOTION_MIN_CORRECTIONS", "finetune_epochs": "EMOTION_FINETUNE_EPOCHS",
     "finetune_lr": "EMOTION_FINETUNE_LR", "finetune_batch_size": "EMOTION_FINETUNE_BATCH_SIZE",
-    "finetune_mix": "EMOTION_FINETUNE_MIX",
+    "finetune_mix": "EMOTION_FINETUNE_MIX", "server_lr": "EMOTION_SERVER_LR",
+    "guild_grace_days": "EMOTION_GUILD_GRACE_DAYS",
     "replay_path": "EMOTION_REPLAY_PATH",
     "replay_ratio": "EMOTION_REPLAY_RATIO", "guild_id": "EMOTION_GUILD_ID", "log_level": "EMOTION_LOG_LEVEL",
 }
@@ -135,12 +140,14 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
     if not 0.0 <= settings.threshold <= 1.0:
         raise SettingsError(f"EMOTION_THRESHOLD must be between 0 and 1, not {settings.threshold}")
     for name in ("reaction_max_age", "channel_reactions_per_s", "global_requests_per_s", "retention_days",
-                 "finetune_epochs", "finetune_lr"):
+                 "finetune_epochs", "finetune_lr", "server_lr"):
         if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise SettingsError(f"{_ENV[name]} must be greater than 0")
     for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
         if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
+    if settings.guild_grace_days < 0:
+        raise SettingsError(f"EMOTION_GUILD_GRACE_DAYS must be 0 or more, not {settings.guild_grace_days}")
     if settings.finetune_mix is not None and not 0 < settings.finetune_mix <= 1:
         raise SettingsError(f"EMOTION_FINETUNE_MIX must be above 0 and at most 1, not {settings.finetune_mix}")
     _check_paths(settings)

@@ -250,7 +250,8 @@ class Shell:
         self.store = store
         self.worker = worker
         self.services = Services.build(settings, store, worker)
-        self.actor = Actor(user_id=SHELL_USER_ID, guild_id=SHELL_GUILD_ID, can_manage=True, name="the shell")
+        self.actor = Actor(user_id=SHELL_USER_ID, guild_id=SHELL_GUILD_ID, can_manage=True, name="the shell",
+                           is_owner=True)  # the operator at their terminal: the shell trains the base
         self.out, self.err = out, err
         self.chart_path = chart_path
         self.training = training

@@ -7,6 +7,7 @@ CPU/GPU-bound: the bot calls it only from :mod:`model.worker`'s thread, the CLI 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from model.defaults import DEFAULT_MODEL, MAX_LENGTH  # noqa: F401 - DEFAULT_MODEL re-exported for older callers
+from model.heads import Head, HeadError, HeadRunner, check_fits, encoder_fingerprint, head_modules
 from model.labels import labels_from_config
 from model.text import encodable
 
@@ -251,6 +253,20 @@ def _quantize_int8(model: torch.nn.Module, *, keep_fp32: Sequence[str] = (), per
         return model
 
 
+def _fingerprint(model) -> str:
+    try:
+        return encoder_fingerprint(model)
+    except HeadError:
+        return ""
+
+
+def _head_names(model) -> tuple[str, ...]:
+    try:
+        return head_modules(model)
+    except HeadError:
+        return _HEAD_MODULES
+
+
 def _version_from_metadata(folder: Path) -> str:
     """The registry's version name from ``emotion_machine.json``; the folder name if it is missing or bad."""
     try:
@@ -279,6 +295,8 @@ class Classifier:
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         model.eval()
+        #: Which weights these are, for the servers' heads trained on them (model/heads.py).
+        self.fingerprint = _fingerprint(model)
         self.quantized = False
         self.dtype = "float32"
         #: Texts per forward pass: small on CPU (latency grows with it, throughput barely does);
@@ -289,9 +307,11 @@ class Classifier:
             model = model.to(self.device, dtype=dtype)
             self.dtype, self.batch_size = str(dtype).removeprefix("torch."), CUDA_BATCH
         elif quantize == "int8" or (quantize == "auto" and self.device.type == "cpu"):
-            model = _quantize_int8(model, keep_fp32=_HEAD_MODULES, per_channel=True)
+            # the head stays fp32: it costs nothing, keeps accuracy, and servers' own heads replace it
+            model = _quantize_int8(model, keep_fp32=_head_names(model), per_channel=True)
             self.quantized = any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
         self.model = model
+        self._heads: HeadRunner | None = None
 
     @classmethod
     def load(cls, source: str | os.PathLike, *, device: str | None = None, version: str = "",
@@ -327,15 +347,35 @@ class Classifier:
         return self.tokenizer([encodable(t) for t in texts], truncation=True,
                               max_length=self.max_length)["input_ids"]
 
-    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
+    def prepare_head(self, head: Head) -> Head:
+        """``head`` checked against this model and moved to its device and precision, ready to serve.
+
+        HeadError when it was trained on another base or does not fit (other labels or shapes).
+        """
+        if not head.fingerprint or head.fingerprint != self.fingerprint:
+            raise HeadError(f"server version {head.name} was trained on base {head.base}, not on this one "
+                            f"({self.version})")
+        check_fits(self.model, head, self.labels)
+        dtype = next((p.dtype for p in self._runner().parts[-1][1].parameters()), torch.float32)
+        # named after the base as it is served here (the weights, not the name, decided the fit)
+        return dataclasses.replace(head.to(self.device, dtype), base=self.version)
+
+    def _runner(self) -> HeadRunner:
+        if self._heads is None:
+            self._heads = HeadRunner(self.model)
+        return self._heads
+
+    def predict(self, texts: Sequence[str], batch_size: int | None = None,
+                heads: Sequence[Head | None] | None = None) -> list[Prediction]:
         """Predict every text, in order; see :meth:`predict_batches` for how they are batched."""
         out: list[Prediction | None] = [None] * len(texts)
-        for indices, predictions in self.predict_batches(texts, batch_size):
+        for indices, predictions in self.predict_batches(texts, batch_size, heads):
             for i, prediction in zip(indices, predictions):
                 out[i] = prediction
         return out  # type: ignore[return-value]
 
-    def predict_batches(self, texts: Sequence[str], batch_size: int | None = None
+    def predict_batches(self, texts: Sequence[str], batch_size: int | None = None,
+                        heads: Sequence[Head | None] | None = None
                         ) -> Iterator[tuple[list[int], list[Prediction]]]:
         """``(indices into texts, their predictions)`` per forward pass, as each pass finishes.
 
@@ -343,6 +383,9 @@ class Classifier:
         ``batch_size`` (default: :attr:`batch_size`, chosen for the device), so each batch is padded
         only to its own longest text: with many texts, batches are nearly length-homogeneous.
         Shortest first, so a caller answering per batch (the worker) answers most texts soonest.
+
+        ``heads``: per text, a server's head (from :meth:`prepare_head`) or None for the base's own.
+        Texts of different servers share the batches: the encoder runs once for all of them.
         """
         if not texts:
             return
@@ -351,30 +394,50 @@ class Classifier:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), size):
             chunk = order[start:start + size]
-            probs = self._probabilities([ids[i] for i in chunk])
-            yield chunk, [self._prediction(row) for row in probs.tolist()]
+            own = [heads[i] for i in chunk] if heads is not None and any(heads[i] is not None for i in chunk) else None
+            probs = self._probabilities([ids[i] for i in chunk], own)
+            if own is None:
+                yield chunk, [self._prediction(row) for row in probs.tolist()]
+            else:
+                yield chunk, [self._prediction(row, head) for row, head in zip(probs.tolist(), own)]
 
     @torch.inference_mode()
-    def _probabilities(self, batch: list[list[int]]) -> torch.Tensor:
+    def _probabilities(self, batch: list[list[int]], heads: Sequence[Head | None] | None = None) -> torch.Tensor:
         width = max(len(x) for x in batch)
         input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1
-        logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
-                            attention_mask=torch.from_numpy(mask).to(self.device)).logits
+        inputs = dict(input_ids=torch.from_numpy(input_ids).to(self.device),
+                      attention_mask=torch.from_numpy(mask).to(self.device))
+        if heads is None:
+            logits = self.model(**inputs).logits
+        else:
+            runner = self._runner()
+            with runner.capture() as features:
+                logits = self.model(**inputs).logits.clone()
+            rows: dict[int, list[int]] = {}
+            by_id: dict[int, Head] = {}
+            for row, head in enumerate(heads):
+                if head is not None:
+                    rows.setdefault(id(head), []).append(row)
+                    by_id[id(head)] = head
+            for key, members in rows.items():
+                index = torch.tensor(members, device=logits.device)
+                logits[index] = runner.logits(by_id[key], features.value[index]).to(logits.dtype)
         logits = logits.float().cpu()
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
-    def _prediction(self, row: list[float]) -> Prediction:
+    def _prediction(self, row: list[float], head: Head | None = None) -> Prediction:
         scores = dict(zip(self.labels, row))
         best = max(range(len(row)), key=row.__getitem__)
         if self.multi_label:
-            chosen = tuple(lb for lb, p, t in zip(self.labels, row, self.thresholds.tolist()) if p >= t)
+            thresholds = head.thresholds if head is not None and head.thresholds else self.thresholds.tolist()
+            chosen = tuple(lb for lb, p, t in zip(self.labels, row, thresholds) if p >= t)
         else:
             chosen = (self.labels[best],)
-        return Prediction(self.labels[best], row[best], scores, chosen, self.version)
+        return Prediction(self.labels[best], row[best], scores, chosen, head.version if head else self.version)
 
     def describe(self) -> dict:
         """What ``/emotion about`` and ``--json`` show."""

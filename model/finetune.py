@@ -17,6 +17,7 @@ trained on, without being asked (docs/learning.md).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -35,12 +36,13 @@ from transformers import TrainerCallback
 from model import data
 from model.classifier import Classifier
 from model.finetune_config import FinetuneConfig, FinetuneResult, metric_sets
+from model.heads import Head, HeadError, freeze_encoder, load_into, save_head
 from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
 from model.labels import translate
 from model.losses import LossError, default_loss, make_loss
 from model.metrics import above_thresholds, accuracy_macro_f1, multi_label_scores, probabilities, tune_thresholds
 from model.progress import EventSink, TrainingEvent
-from model.registry import Registry
+from model.registry import Registry, server_root
 from model.replay import RECORDED, as_rows, load_replay, replay_source, training_record
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,29 @@ def resolve_base(config: FinetuneConfig, registry: Registry) -> tuple[str, str |
     if current is not None:
         return str(current.path), current.name
     return config.fallback_base, None
+
+
+def start_server_line(model, labels: Sequence[str], line: Registry, base_version: str, fingerprint: str
+                      ) -> tuple[str | None, str | None]:
+    """Put the server's current head into ``model`` (a run continues its line); (parent version, warning).
+
+    A head trained on another base does not fit this one's features: the run then starts from the
+    base's own head, and says so.
+    """
+    current = line.current()
+    if current is None:
+        return None, None
+    try:
+        head = Head.load(current.path)
+        if head.fingerprint != fingerprint:
+            return current.name, (f"this server's {current.name} was trained on base {head.base}; the base is now "
+                                  f"{base_version}, so this run starts again from the base's own head")
+        if tuple(labels) != head.labels:
+            return current.name, f"this server's {current.name} has other labels; starting from the base's head"
+        load_into(model, head)
+    except HeadError as exc:
+        return current.name, f"this server's {current.name} cannot be used ({exc}); starting from the base's head"
+    return current.name, None
 
 
 def to_dataset(examples: Dataset | Iterable[tuple[str, str]]) -> Dataset:
@@ -327,14 +352,27 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
 
     prepare_run(config)
     registry = Registry(config.models_dir)
+    server = config.guild_id is not None
+    if server and config.base:
+        raise FinetuneError("a server's line is always trained on the current base; drop --base, or train the base")
 
-    # 1. base model and its labels
+    # 1. base model and its labels; a server's run: its current head on the base, only the head trainable
     base, parent = resolve_base(config, registry)
     current = registry.current()
-    compare_with = str(current.path) if current is not None else base
+    compare_with = str(current.path) if current is not None and not server else base
     log.info("fine-tuning %s (parent %s); comparing against %s", base, parent, compare_with)
     clf = Classifier.load(base, device="cpu", quantize="none", max_length=config.max_length)
     model, tokenizer, labels = clf.model, clf.tokenizer, list(clf.labels)
+    warnings: list[str] = []
+    target, knobs = registry, config
+    if server:
+        target = Registry(server_root(config.models_dir, config.guild_id))
+        parent, note = start_server_line(model, labels, target, clf.version, clf.fingerprint)
+        if note:
+            warnings.append(note)
+        trainable = freeze_encoder(model)
+        knobs = dataclasses.replace(config, learning_rate=config.head_learning_rate)
+        log.info("server %s: training its head (%d parameters) on base %s", config.guild_id, trainable, clf.version)
     label2id = {lb: i for i, lb in enumerate(labels)}
     multi_label = clf.multi_label
     loss_kind, pos_weight, loss_source = base_loss(base, labels, multi_label)
@@ -343,7 +381,6 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
              "" )
 
     # 2. corrections → Dataset, in the model's labels (mapped where the project knows how)
-    warnings: list[str] = []
     corrections = to_dataset(examples)
     if len(corrections) == 0:
         raise FinetuneError("no corrections to train on: collect some with /correct first")
@@ -395,7 +432,8 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
     summary = dict(examples=len(corrections), holdout=len(holdout) if holdout is not None else 0,
                    train_examples=len(train) + n_replay, replay_examples=n_replay,
                    eval_set="+".join(eval_sets) or None, base=base, parent=parent, replay_source=source,
-                   warnings=warnings, mapped=mapped, unmapped=unmapped)
+                   warnings=warnings, mapped=mapped, unmapped=unmapped, guild_id=config.guild_id,
+                   base_version=clf.version if server else "")
     if not eval_sets and not config.force:
         return FinetuneResult(
             None, False,
@@ -427,7 +465,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
 
         # 7. train
         emit(TrainingEvent.stage_started("train"))
-        trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress],
+        trainer = make_trainer(model, tokenizer, knobs, workdir, train=train_tok, callbacks=[progress],
                                loss_fn=loss_fn)
         train_output = trainer.train()
         model = trainer.model
@@ -463,17 +501,22 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         version = path = None
         if deployed or config.save_refused or not config.deploy:
             emit(TrainingEvent.stage_started("save"))
-            name, tmp = registry.allocate()
+            name, tmp = target.allocate()
             try:
-                model.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
-                saved = registry.commit(tmp, {
+                if server:
+                    scope = {"scope": "server", "guild_id": config.guild_id, "base_version": clf.version,
+                             "base_fingerprint": clf.fingerprint, "head_bytes": save_head(model, tmp)}
+                else:
+                    model.save_pretrained(tmp)
+                    tokenizer.save_pretrained(tmp)
+                    scope = {}
+                saved = target.commit(tmp, {**scope,
                     "base": base, "parent": parent,
                     "examples": {"corrections": len(corrections), "train": len(train_all),
                                  "holdout": summary["holdout"], "replay": summary["replay_examples"],
                                  "reference": len(reference_set) if reference_set is not None else 0},
                     "replay_source": source, "mapped": mapped, "unmapped": unmapped, "warnings": warnings,
-                    "hyperparameters": _hyperparameters(config),
+                    "hyperparameters": _hyperparameters(knobs),
                     "metrics": {"before": before, "after": after,
                                 "train_loss": round(float(train_output.training_loss), 6),
                                 "deployed": deployed, "reason": reason},
@@ -484,12 +527,12 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
                     **({"thresholds": thresholds_note} if multi_label else {}), "mix": config.mix,
                 })
             except BaseException:
-                registry.discard(tmp)
+                target.discard(tmp)
                 raise
             version, path = saved.name, str(saved.path)
             check_stop()
             if deployed:
-                registry.set_current(saved.name, reason="finetune")
+                target.set_current(saved.name, reason="finetune")
 
     return FinetuneResult(version, deployed, reason, before, after, seconds=round(time.monotonic() - started, 2),
                           path=path, **summary)

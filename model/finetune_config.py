@@ -49,6 +49,11 @@ class FinetuneConfig(TrainerKnobs):
     deploy: bool = True
     #: Also save a candidate the gate refused (as a version that is not current).
     save_refused: bool = False
+    #: Train this server's own line instead of the base: a head on the current base, the encoder frozen,
+    #: saved under ``models_dir/servers/<id>`` (model/heads.py). None: the base (the owner's).
+    guild_id: int | None = None
+    #: The learning rate of a server's head (only the last layers learn, so it can be far higher).
+    head_learning_rate: float = 1e-3
 
 
 @dataclass
@@ -80,6 +85,9 @@ class FinetuneResult:
     mapped: dict[str, int] = field(default_factory=dict)
     #: Corrections left out because their label has no equivalent in the model's set, per label.
     unmapped: dict[str, int] = field(default_factory=dict)
+    #: The server whose line this run trained (None: the base), and the base version its head sits on.
+    guild_id: int | None = None
+    base_version: str = ""
 
 
 def metric_sets(metrics: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -33,6 +33,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 META_FILE = "emotion_machine.json"
+#: A server's version holds only its head (model/heads.py): these weights and the metadata.
+HEAD_FILE = "head.safetensors"
 CURRENT_FILE = "current"
 HISTORY_FILE = "history.jsonl"
 DEFAULT_ROOT = "data/models"
@@ -111,6 +113,8 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
 
 def _incomplete(folder: Path) -> str | None:
     """Why ``folder`` is not a loadable model (cheap checks: files, config.json parses), or None."""
+    if (folder / HEAD_FILE).is_file():
+        return None if (folder / META_FILE).is_file() else f"it has no {META_FILE}"
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -122,6 +126,23 @@ def _incomplete(folder: Path) -> str | None:
     if not any((folder / n).is_file() for n in WEIGHT_FILES):
         return f"it has no weights ({' or '.join(WEIGHT_FILES[::2])})"
     return None
+
+
+#: Where the servers' own lines of versions live, one folder per server id, inside the base's root.
+SERVERS_DIR = "servers"
+
+
+def server_root(models_dir: str | os.PathLike, guild_id: int) -> Path:
+    """The folder of one server's line of versions (heads on the base: model/heads.py)."""
+    return Path(models_dir).expanduser() / SERVERS_DIR / str(int(guild_id))
+
+
+def server_lines(models_dir: str | os.PathLike) -> list[int]:
+    """Ids of the servers that have a line of versions (trained at least once), sorted."""
+    root = Path(models_dir).expanduser() / SERVERS_DIR
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -302,7 +323,7 @@ class Registry:
         tmp = Path(tmp_dir)
         if tmp.parent.resolve() != self.root.resolve() or not tmp.name.startswith(_TMP_PREFIX):
             raise RegistryError(f"{tmp} was not allocated by this registry (use Registry.allocate())")
-        if not (tmp / "config.json").is_file():
+        if not (tmp / "config.json").is_file() and not (tmp / HEAD_FILE).is_file():
             raise RegistryError(f"{tmp} holds no saved model (config.json is missing)")
         m = re.match(rf"{re.escape(_TMP_PREFIX)}v(\d+)-", tmp.name)
         number = int(m.group(1)) if m else 1

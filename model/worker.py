@@ -8,6 +8,11 @@ once, sorted by length and run as length-homogeneous batches (:meth:`Classifier.
 under load the padding that batches in arrival order carry is gone. Each batch's results go
 back to their callers' loops as soon as it finishes, with one ``call_soon_threadsafe`` per loop.
 A batch that fails is retried text by text, so one bad text fails only its own request.
+
+Servers with a model of their own (a head on the shared base, :mod:`model.heads`) are served in
+the same batches: each request names its server, and the batch applies each server's head to its
+rows after one pass of the shared encoder. ``set_head`` swaps one server's head without touching
+the others; ``swap`` replaces the base and the heads together.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the worker runs any classifier; importing this module must not load torch
     from model.classifier import Classifier, Prediction
+    from model.heads import Head
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,8 @@ class _Request:
     text: str
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    #: The server the text comes from (its head, if it has one, is applied); None: the base.
+    key: int | None = None
 
 
 _STOP = object()
@@ -46,7 +54,8 @@ class InferenceWorker:
 
     def __init__(self, classifier: Classifier, *, max_batch: int | None = None, max_wait: float = 0.003,
                  max_drain: int | None = None, max_pending: int = 2048, torch_threads: int | None = None) -> None:
-        self._classifier = classifier
+        #: What is served, replaced as a whole (a batch reads it once): the base and the servers' heads.
+        self._served: tuple[Classifier, dict[int, Head]] = (classifier, {})
         #: Texts per forward pass; None: what the classifier chose for its device.
         self.max_batch = max_batch or getattr(classifier, "batch_size", None) or 32
         self.max_wait = max_wait
@@ -83,7 +92,12 @@ class InferenceWorker:
 
     @property
     def classifier(self) -> Classifier:
-        return self._classifier
+        return self._served[0]
+
+    @property
+    def heads(self) -> dict[int, Head]:
+        """The servers' heads being served (a snapshot: do not change it, use :meth:`set_head`)."""
+        return self._served[1]
 
     @property
     def alive(self) -> bool:
@@ -92,16 +106,33 @@ class InferenceWorker:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    def swap(self, classifier: Classifier) -> Classifier:
-        """Use ``classifier`` from the next batch on; queued requests are answered by it. Returns the old one."""
-        old, self._classifier = self._classifier, classifier
+    def swap(self, classifier: Classifier, heads: dict[int, Head] | None = None) -> Classifier:
+        """Use ``classifier`` (and ``heads``, prepared for it; default none) from the next batch on.
+
+        Queued requests are answered by it. Returns the old classifier.
+        """
+        old = self._served[0]
+        self._served = (classifier, dict(heads or {}))
         log.info("model swapped: %s -> %s", old.version, classifier.version)
         return old
 
+    def set_head(self, key: int, head: Head | None) -> None:
+        """Serve server ``key`` with ``head`` (prepared for the served classifier) from the next batch.
+
+        None: the base serves it. The other servers and the base are untouched.
+        """
+        classifier, heads = self._served
+        heads = dict(heads)
+        if head is None:
+            heads.pop(key, None)
+        else:
+            heads[key] = head
+        self._served = (classifier, heads)
+
     # -- asyncio side --------------------------------------------------------------------------
 
-    async def classify(self, text: str) -> Prediction:
-        """Classify one text off the loop. Waits for a slot when ``max_pending`` requests are in flight."""
+    async def classify(self, text: str, key: int | None = None) -> Prediction:
+        """Classify one text (of server ``key``) off the loop. Waits for a slot when ``max_pending`` are in flight."""
         if self._closed:
             raise WorkerClosed("the inference worker is closed")
         if self._thread is None:
@@ -112,12 +143,12 @@ class InferenceWorker:
             slots = self._slots[loop] = asyncio.Semaphore(self.max_pending)
         async with slots:
             future = loop.create_future()
-            self._queue.put(_Request(text, future, loop))
+            self._queue.put(_Request(text, future, loop, key))
             return await future
 
-    async def classify_many(self, texts: Sequence[str]) -> list[Prediction]:
+    async def classify_many(self, texts: Sequence[str], key: int | None = None) -> list[Prediction]:
         """Classify several texts; they join the same micro-batches as single requests."""
-        return list(await asyncio.gather(*(self.classify(t) for t in texts)))
+        return list(await asyncio.gather(*(self.classify(t, key) for t in texts)))
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -156,16 +187,20 @@ class InferenceWorker:
         live = [r for r in batch if not r.future.cancelled()]
         if not live:
             return
-        classifier = self._classifier  # one read: a swap mid-batch cannot mix models
+        classifier, heads = self._served  # one read: a swap mid-batch cannot mix models
+        served = _Served(classifier, heads)
         answered: set[int] = set()
         try:
-            for indices, predictions in classifier.predict_batches([r.text for r in live], self.max_batch):
+            own = served.heads_of(live)
+            passes = classifier.predict_batches([r.text for r in live], self.max_batch,
+                                                **({"heads": own} if own is not None else {}))
+            for indices, predictions in passes:
                 self._answer([live[i] for i in indices], predictions)
                 answered.update(indices)
         except Exception as exc:  # noqa: BLE001 - a bad batch fails its own requests, not the thread
-            self._retry(classifier, [r for i, r in enumerate(live) if i not in answered], exc)
+            self._retry(served, [r for i, r in enumerate(live) if i not in answered], exc)
 
-    def _retry(self, classifier: Classifier, rest: list[_Request], exc: Exception) -> None:
+    def _retry(self, classifier: _Served, rest: list[_Request], exc: Exception) -> None:
         """After a failed pass, what was not answered: in batches of ``max_batch``, a failing one text by text."""
         if len(rest) <= self.max_batch:
             self._answer(rest, self._one_by_one(classifier, rest, exc))
@@ -175,7 +210,7 @@ class InferenceWorker:
         for start in range(0, len(rest), self.max_batch):
             group = rest[start:start + self.max_batch]
             try:
-                results = classifier.predict([r.text for r in group], batch_size=self.max_batch)
+                results = classifier.predict(group, batch_size=self.max_batch)
             except Exception as again:  # noqa: BLE001 - as above, for this group only
                 results = self._one_by_one(classifier, group, again)
             self._answer(group, results)
@@ -193,7 +228,7 @@ class InferenceWorker:
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
 
-    def _one_by_one(self, classifier: Classifier, live: list[_Request], exc: Exception) -> list:
+    def _one_by_one(self, classifier: _Served, live: list[_Request], exc: Exception) -> list:
         """After a failed batch, each text alone: one bad text fails only its own request."""
         if len(live) == 1:
             log.error("inference of one text failed", exc_info=exc)
@@ -203,7 +238,7 @@ class InferenceWorker:
         results: list = []
         for request in live:
             try:
-                results.extend(classifier.predict([request.text], batch_size=1))
+                results.extend(classifier.predict([request], batch_size=1))
             except Exception as one:  # noqa: BLE001 - this text's own error, for its own caller
                 log.error("inference of one text failed", exc_info=one)
                 results.append(one)
@@ -220,6 +255,24 @@ class InferenceWorker:
                     item.loop.call_soon_threadsafe(_deliver, [(item.future, exc)])
                 except RuntimeError:
                     pass
+
+
+@dataclass(slots=True)
+class _Served:
+    """One batch's view of what is served: the classifier and the heads, read together."""
+
+    classifier: Classifier
+    heads: dict[int, Head]
+
+    def heads_of(self, requests: Sequence[_Request]) -> list[Head | None] | None:
+        if not self.heads:
+            return None
+        return [self.heads.get(r.key) if r.key is not None else None for r in requests]
+
+    def predict(self, requests: Sequence[_Request], batch_size: int) -> list:
+        own = self.heads_of(requests)
+        return self.classifier.predict([r.text for r in requests], batch_size=batch_size,
+                                       **({"heads": own} if own is not None else {}))
 
 
 def _deliver(items: list) -> None:

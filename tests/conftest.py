@@ -28,7 +28,7 @@ def tiny_classifier(tiny_model_dir):
 @pytest.fixture(scope="session")
 def happy_model_dir(tmp_path_factory):
     """A tiny seed-13 model that says 'happiness' (p≈1) for everything: reactions are predictable."""
-    return build_tiny_model(tmp_path_factory.mktemp("happy") / "model", confident="happiness")
+    return build_tiny_model(tmp_path_factory.mktemp("happy") / "model", confident="happiness", word_std=0.5)
 
 
 @pytest.fixture(scope="session")

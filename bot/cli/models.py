@@ -1,7 +1,8 @@
 """``emotion-machine finetune`` and ``models list|rollback|prune``: the retraining flow and the registry.
 
-``finetune`` is the same flow as ``/retrain`` (:mod:`bot.services.retraining`): the same minimum
-of corrections, training knobs, thread budget, child process and gate.
+``finetune`` is the same flow as ``/base retrain`` (and, with ``--guild``, as a server's ``/retrain``:
+:mod:`bot.services.retraining`): the same minimum of corrections, training knobs, thread budget,
+child process and gate. ``--guild ID`` on ``models`` acts on that server's line instead of the base's.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from bot.services.retraining import TrainingOverrides
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     models_dir = argparse.ArgumentParser(add_help=False)
     models_dir.add_argument("--models-dir", metavar="PATH", help="model versions folder (default: EMOTION_MODELS_DIR)")
+    models_dir.add_argument("--guild", type=int, metavar="ID",
+                            help="a server's own line of versions (its head on the base) instead of the shared base")
 
     p = sub.add_parser(
         "finetune", parents=[models_dir], dataclass_types=[TrainingOverrides],
-        help="fine-tune the current model on the stored corrections",
+        help="fine-tune the shared base (or, with --guild, a server's model) on the stored corrections",
         description="Train a candidate on the corrections in the database (plus replay data against forgetting), "
                     "compare it with the current model on held-out corrections, and deploy it only if it is "
-                    "not worse: the same flow as /retrain. Exit codes: 0 deployed, 3 trained but not deployed, "
+                    "not worse: the same flow as /base retrain. The base learns only from servers that turned "
+                    "sharing on (plus imports and the shell); --guild ID trains that server's own model on its "
+                    "corrections only, as its /retrain does. Exit codes: 0 deployed, 3 trained but not deployed, "
                     "1 failed, 2 usage.")
     p.add_argument("--force", action="store_true",
                    help="deploy even if the gate refuses or there is nothing to evaluate on")
@@ -64,8 +69,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         store = await Store.open(loaded.db_path)
         try:
             service = RetrainingService(loaded, store)
-            run = (await service.prepare(Actor.operator("the command line"), force=args.force,
-                                         overrides=overrides)).start()
+            run = (await service.prepare(Actor.operator("the command line"), guild_id=args.guild,
+                                         force=args.force, overrides=overrides)).start()
             print(f"fine-tuning on {run.examples} corrections"
                   + (f" + replay from {run.config.replay}" if run.config.replay else ""), file=sys.stderr)
             progress = render.TerminalProgress()
@@ -90,9 +95,10 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace):
-    from model.registry import Registry
+    from model.registry import Registry, server_root
 
-    return Registry(settings(args).models_dir)
+    models_dir = settings(args).models_dir
+    return Registry(models_dir) if args.guild is None else Registry(server_root(models_dir, args.guild))
 
 
 def run_models_list(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ def describe_settings(s) -> str:
         f"reactions: **{'on' if s.reactions else 'off (predictions still recorded)'}**",
         *(["Review: **on**: moderators label my least-sure tags with /review (their text kept at most 24 h)"]
           if s.review else []),
+        "Sharing: **" + ("on**: this server's corrections also improve the shared model of every server"
+                         if s.share else "off**: this server's corrections train only its own model") + "",
     ])
 
 
@@ -50,18 +52,20 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
     @app_commands.command(name="about", description="Which model tags messages here, and what it has seen")
     async def about(self, interaction: discord.Interaction) -> None:
         info = self.bot.classifier.describe()
-        stats = await self.bot.store.stats()
+        own = self.services.serving.head_of(interaction.guild_id)
+        corrections = await self.bot.store.count_corrections(guild_id=interaction.guild_id)
         counts = await self.bot.store.label_counts(interaction.guild_id)
         top = ", ".join(f"{emoji_for(lb)} {lb} {n}" for lb, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
         embed = discord.Embed(title="Emotion Machine", colour=discord.Colour.blurple())
         embed.add_field(name="Model", value=f"`{model_name(info['source'])}`", inline=False)
-        embed.add_field(name="Version", value=info["version"])
+        embed.add_field(name="Version", value=f"{own.name}, this server's own, on base {info['version']}"
+                        if own is not None else info["version"])
         embed.add_field(name="Device", value=info["device"] + (" (int8)" if info["quantized"] else ""))
         embed.add_field(name=f"Labels ({len(info['labels'])})",
                         value=" ".join(f"{emoji_for(lb)} {lb}" for lb in info["labels"])[:1024], inline=False)
         embed.add_field(name="Tagged here", value=top or "nothing yet", inline=False)
-        embed.add_field(name="Stored (all servers)", value=f"{stats.get('predictions', 0)} predictions · "
-                                                          f"{stats.get('corrections', 0)} corrections")
+        embed.add_field(name="Stored for this server", value=f"{sum(counts.values())} predictions · "
+                                                            f"{corrections} corrections")
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="predict", description="Try the classifier on any text (only you see it)")
@@ -70,7 +74,7 @@ class Emotion(commands.GroupCog, group_name="emotion", group_description="Emotio
         if not text.strip():
             raise Refusal("Give me some text to classify.")
         await interaction.response.defer(ephemeral=True, thinking=True)  # the worker may be busy
-        prediction = await self.bot.worker.classify(text)
+        prediction = await self.bot.worker.classify(text, interaction.guild_id)
         await interaction.followup.send("\n".join(render.top_lines(prediction, render.DISCORD)), ephemeral=True)
 
     # -- privacy ------------------------------------------------------------------------------------
@@ -113,7 +117,8 @@ class EmotionConfig(commands.Cog):
         threshold="Minimum probability before I react (0-1)",
         show_neutral="React with 😐 for neutral messages",
         reactions="Add reactions (off: predictions are still recorded for /mood)",
-        review="Queue my least-sure tags, text kept at most 24 h, for moderators to label with /review")
+        review="Queue my least-sure tags, text kept at most 24 h, for moderators to label with /review",
+        share="Let this server's corrections also improve the shared model of every server (off by default)")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     @manager_only()
@@ -122,11 +127,11 @@ class EmotionConfig(commands.Cog):
                      tagging: Literal["on", "off", "only", "all"] | None = None, server: bool | None = None,
                      threshold: app_commands.Range[float, 0.0, 1.0] | None = None,
                      show_neutral: bool | None = None, reactions: bool | None = None,
-                     review: bool | None = None) -> None:
+                     review: bool | None = None, share: bool | None = None) -> None:
         change = ConfigChange(channel_id=channel.id if channel is not None else interaction.channel_id,
                               tagging=tagging, channel_named=channel is not None,
                               settings=dict(enabled=server, threshold=threshold, show_neutral=show_neutral,
-                                            reactions=reactions, review=review))
+                                            reactions=reactions, review=review, share=share))
         settings, changed = await self.services.guild_config.configure(actor_of(interaction), interaction.guild_id,
                                                                        change)
         heading = "Settings updated." if changed else "Current settings:"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.services.common import Actor, NotAllowed, Refusal, Serving
 from bot.services.correcting import CorrectingService
 from bot.services.guild_config import GuildConfigService
+from bot.services.guild_data import GuildDataService
 from bot.services.mood import MoodService
 from bot.services.privacy import InFlight, PrivacyService
 from bot.services.retraining import RetrainingService
@@ -39,13 +40,14 @@ class Services:
     privacy: PrivacyService
     guild_config: GuildConfigService
     review: ReviewService
+    guild_data: GuildDataService
 
     @classmethod
     def build(cls, settings, store, worker) -> Services:
-        serving = Serving(worker)
+        serving = Serving(worker, str(settings.models_dir))
         inflight = InFlight()  # one view of the work under way, so a forget or a delete reaches all of it
         return cls(serving=serving, tagging=TaggingService(settings, store, serving, inflight),
                    correcting=CorrectingService(store, serving, inflight),
                    retraining=RetrainingService(settings, store, serving), mood=MoodService(store),
                    privacy=PrivacyService(settings, store, inflight), guild_config=GuildConfigService(store),
-                   review=ReviewService(store))
+                   review=ReviewService(store), guild_data=GuildDataService(settings, store, serving))

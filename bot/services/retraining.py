@@ -1,11 +1,17 @@
-"""Retraining and deploying: the rules of ``/retrain``, the shell's ``/retrain`` and ``emotion-machine finetune``.
+"""Retraining and deploying: the rules of ``/retrain``, ``/base``, the shell's ``/retrain`` and ``finetune``.
 
-One place decides who may retrain, how many corrections it takes, the training knobs (from the
-settings, with a front end's overrides), the thread budget of the training process, and what a
-deploy does: the child process gates and points the registry's ``current`` at a candidate that
-passed; here the new version is loaded off the event loop and swapped into the worker, and if it
-cannot be loaded ``current`` goes back to what is actually served. Model versions live in the
-registry (:mod:`model.registry`) only.
+Two tiers. The shared base model belongs to the bot's owner: only they retrain or roll it back,
+and it learns only from servers that turned ``share`` on (plus the operator's imports and shell).
+Each server has its own line of versions on top of it (a head, :mod:`model.heads`): ``/retrain``
+in a server trains on that server's corrections only, and its gate, deploy, info and rollback act
+on that line only. A server that never retrained is served by the base.
+
+One place decides who may retrain what, how many corrections it takes, the training knobs (from
+the settings, with a front end's overrides), the thread budget of the training process, and what
+a deploy does: the child process gates and points the line's ``current`` at a candidate that
+passed; here the new version is loaded off the event loop and swapped in, and if it cannot be
+loaded ``current`` goes back to what is actually served. Model versions live in the registry
+(:mod:`model.registry`) only.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from bot.services.common import Actor, Refusal, Serving
 from model.finetune_config import FinetuneConfig, FinetuneResult
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 from model.progress import TrainingEvent
-from model.registry import ModelVersion, Registry, RegistryError
+from model.registry import ModelVersion, Registry, RegistryError, server_root
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ class RetrainOutcome:
 
 @dataclass
 class ModelInfo:
-    """What ``/model info`` shows."""
+    """What ``/model info`` (a server's line) and ``/base info`` (the shared base) show."""
 
     current: ModelVersion | None
     serving_version: str
@@ -93,6 +99,12 @@ class ModelInfo:
     #: Corrections counted since the current version was created (None: counted over all time).
     since: float | None
     versions: list[str] = field(default_factory=list)
+    #: The server whose line this is; None: the shared base.
+    guild_id: int | None = None
+    #: The base version under the server's line.
+    base: str = ""
+    #: Why the server's current version is not what is served (trained on an earlier base), if it is not.
+    note: str | None = None
 
 
 class RetrainRun:
@@ -105,6 +117,11 @@ class RetrainRun:
         self.previous = previous
 
     @property
+    def guild_id(self) -> int | None:
+        """The server whose line this run trains; None: the shared base."""
+        return self.config.guild_id
+
+    @property
     def running(self) -> bool:
         return self.job.running
 
@@ -112,8 +129,7 @@ class RetrainRun:
         """Start the training process; a Refusal when another run is going."""
         current = self.service.running
         if current is not None and current is not self and current.running:
-            raise Refusal(f"A retrain is already running (started by {current.started_by}); "
-                          "wait for it to finish or cancel it.")
+            raise self.service.busy(current, self.guild_id)
         try:
             self.job.start()
         except TrainingBusy:
@@ -140,11 +156,13 @@ class RetrainRun:
         finally:
             if self.service.running is self:
                 self.service.running = None
+        guild = self.guild_id
         if not result.deployed:
-            return RetrainOutcome("not deployed", result, serving=self.service.serving_version())
-        load_error = await self.service.deploy(result.path, result.version, previous=self.previous) \
-            if serving is not None else None
-        return RetrainOutcome("deployed", result, serving=self.service.serving_version(), load_error=load_error,
+            return RetrainOutcome("not deployed", result, serving=self.service.serving_version(guild))
+        load_error = None
+        if serving is not None:
+            load_error = await self.service.deploy(result.path, result.version, previous=self.previous, guild_id=guild)
+        return RetrainOutcome("deployed", result, serving=self.service.serving_version(guild), load_error=load_error,
                               swapped=serving is not None and load_error is None)
 
 
@@ -157,24 +175,49 @@ class RetrainingService:
 
     @property
     def registry(self) -> Registry:
+        """The shared base's line."""
         return Registry(self.settings.models_dir)
 
-    def serving_version(self) -> str:
-        return self.serving.classifier.version if self.serving is not None else (self._current_name() or "")
+    def line(self, guild_id: int | None) -> Registry:
+        """A server's line of versions; None: the base's."""
+        return self.registry if guild_id is None else Registry(server_root(self.settings.models_dir, guild_id))
+
+    def serving_version(self, guild_id: int | None = None) -> str:
+        """What tags the messages of ``guild_id`` now (the base's version where it has no head of its own)."""
+        if self.serving is None:
+            return self._current_name(guild_id) or ""
+        head = self.serving.head_of(guild_id)
+        return head.version if head is not None else self.serving.classifier.version
+
+    @staticmethod
+    def busy(run: RetrainRun, guild_id: int | None) -> Refusal:
+        """The refusal while ``run`` trains: who started it only to the same server (a name is that server's)."""
+        if run.guild_id == guild_id:
+            return Refusal(f"A retrain is already running (started by {run.started_by}); "
+                           "wait for it to finish or cancel it.")
+        return Refusal("The bot is training another model right now (one training at a time); "
+                       "try again in a few minutes.")
 
     # -- the rules ---------------------------------------------------------------------------------
 
-    def config_for(self, *, force: bool = False, overrides: TrainingOverrides | None = None) -> FinetuneConfig:
-        """The fine-tune's knobs: FinetuneConfig's defaults, then the settings, then this run's overrides."""
+    def config_for(self, *, force: bool = False, overrides: TrainingOverrides | None = None,
+                   guild_id: int | None = None) -> FinetuneConfig:
+        """The fine-tune's knobs: FinetuneConfig's defaults, then the settings, then this run's overrides.
+
+        ``guild_id``: a server's line (its head on the current base; the learning rate is the head's).
+        """
         o = overrides or TrainingOverrides()
         s = self.settings
+        if guild_id is not None and o.base:
+            raise Refusal("A server's model is always trained on the current base; drop the base option.")
         fallback = (self.serving.classifier.source if self.serving is not None else "") or s.model
         knobs: dict[str, Any] = dict(
             fallback_base=fallback, models_dir=str(s.models_dir), device=s.device, force=force,
             base=o.base, replay=(o.replay if o.replay is not None else s.replay_path) or None,
-            torch_threads=o.threads or s.training_threads, save_refused=o.save_refused)
+            torch_threads=o.threads or s.training_threads, save_refused=o.save_refused, guild_id=guild_id)
+        rate = "head_learning_rate" if guild_id is not None else "learning_rate"
         for knob, override, setting in (("epochs", o.epochs, s.finetune_epochs),
-                                        ("learning_rate", o.learning_rate, s.finetune_lr),
+                                        (rate, o.learning_rate, s.server_lr if guild_id is not None else s.finetune_lr),
                                         ("batch_size", o.batch_size, s.finetune_batch_size),
                                         ("mix", o.mix, s.finetune_mix),
                                         ("replay_ratio", o.replay_ratio, s.replay_ratio)):
@@ -183,110 +226,154 @@ class RetrainingService:
                 knobs[knob] = value
         return FinetuneConfig(**knobs)
 
-    async def prepare(self, actor: Actor, *, force: bool = False,
+    def _require(self, actor: Actor, guild_id: int | None, what: str) -> None:
+        if guild_id is None:
+            actor.require_owner(f"{what} the shared base model")
+        else:
+            actor.require_manager_of(guild_id, f"{what} this server's model")
+
+    async def prepare(self, actor: Actor, *, guild_id: int | None = None, force: bool = False,
                       overrides: TrainingOverrides | None = None) -> RetrainRun:
         """Check the rules and set up a run; :meth:`RetrainRun.start` starts it (one run at a time).
 
+        ``guild_id``: train that server's line on its own corrections (Manage Server there);
+        None: the shared base, on the corrections of servers that share them (the owner only).
         Two steps, so a front end with a deadline (Discord's 3 s) can answer in between: a child
         started before a failed answer would train unwatched.
         """
-        actor.require_manager("retrain the model")
+        self._require(actor, guild_id, "retrain")
         if self.running is not None and self.running.running:
-            raise Refusal(f"A retrain is already running (started by {self.running.started_by}); "
-                          "wait for it to finish or cancel it.")
-        examples = await self.store.corrections_for_training()
+            raise self.busy(self.running, guild_id)
+        examples = await self.store.corrections_for_training(guild_id=guild_id, shared=guild_id is None)
         needed = (overrides.min_corrections if overrides and overrides.min_corrections else None) \
             or self.settings.min_corrections
         if len(examples) < needed:
-            raise Refusal(f"Only {len(examples)} corrections so far; retraining needs at least {needed} "
+            where = ("in this server" if guild_id is not None
+                     else "from the servers that share theirs, imports and the shell")
+            raise Refusal(f"Only {len(examples)} corrections {where} so far; retraining needs at least {needed} "
                           "(EMOTION_MIN_CORRECTIONS). Add them with /correct or Apps → Correct emotion.")
-        config = self.config_for(force=force, overrides=overrides)
-        previous = await asyncio.to_thread(self._current_name)
+        config = self.config_for(force=force, overrides=overrides, guild_id=guild_id)
+        previous = await asyncio.to_thread(self._current_name, guild_id)
         return RetrainRun(self, TrainingJob(examples, config), len(examples), config,
                           actor.name or str(actor.user_id), previous)
 
     def cancel(self, actor: Actor) -> bool:
-        """Cancel the running retrain; False when none runs."""
-        actor.require_manager("cancel a retrain")
-        return self.running is not None and self.running.cancel()
+        """Cancel the running retrain (of the actor's server, or the base for the owner); False when none runs."""
+        run = self.running
+        if run is None:
+            return False
+        self._require(actor, run.guild_id, "cancel a retrain of")
+        return run.cancel()
 
     # -- deploy and roll back ----------------------------------------------------------------------
 
-    async def deploy(self, path: str, version: str, *, previous: str | None) -> str | None:
+    async def deploy(self, path: str, version: str, *, previous: str | None,
+                     guild_id: int | None = None) -> str | None:
         """Load ``version`` off the loop and serve it; on failure point ``current`` back at ``previous``.
 
-        With no ``previous`` (a first deploy) ``current`` is cleared, so a restart serves the base
-        model rather than the one that cannot load. Returns None when it is served, else why not.
+        A server's version is its head, swapped in for that server alone. A base version is swapped
+        in with the servers' heads that were trained on it (the others are served by the base until
+        they retrain). With no ``previous`` (a first deploy) ``current`` is cleared, so a restart
+        serves the base rather than what cannot load. Returns None when it is served, else why not.
         """
         from model.classifier import ModelLoadError
+        from model.heads import HeadError
 
         assert self.serving is not None, "deploy needs a model being served"
         try:
+            if guild_id is not None:
+                self.serving.set_head(guild_id, await self.serving.load_head(path))
+                return None
             classifier = await self.serving.load(path, version=version, device=self.settings.device,
                                                  quantize=self.settings.quantize)
-        except ModelLoadError as exc:
-            log.error("version %s could not be loaded: %s", version, exc)
-            await asyncio.to_thread(self._point_back, version, previous)
+            heads = await self.serving.heads_for(classifier)
+        except (ModelLoadError, HeadError) as exc:
+            log.error("version %s%s could not be loaded: %s", version,
+                      f" of server {guild_id}" if guild_id is not None else "", exc)
+            await asyncio.to_thread(self._point_back, version, previous, guild_id)
             return str(exc)
-        self.serving.swap(classifier)
+        self.serving.swap(classifier, heads)
         return None
 
-    def _point_back(self, version: str, previous: str | None) -> None:
+    def _point_back(self, version: str, previous: str | None, guild_id: int | None = None) -> None:
         """Keep ``current`` on the model that is actually served after ``version`` failed to load."""
+        line = self.line(guild_id)
         try:
             if previous and previous != version:
-                self.registry.set_current(previous, reason=f"{version} could not be loaded")
-            elif not previous and self.registry.current_name() == version:
-                self.registry.clear_current(reason=f"{version} could not be loaded; back to the base model")
+                line.set_current(previous, reason=f"{version} could not be loaded")
+            elif not previous and line.current_name() == version:
+                line.clear_current(reason=f"{version} could not be loaded; back to the base model")
         except RegistryError as exc:
             log.error("could not point current away from %s: %s", version, exc)
 
-    async def rollback(self, actor: Actor, version: str | None = None) -> ModelVersion:
-        """Make ``version`` (default: the previous deployed one) current and serve it."""
-        actor.require_manager("roll the model back")
-        if self.running is not None and self.running.running:
+    async def rollback(self, actor: Actor, version: str | None = None, *,
+                       guild_id: int | None = None) -> ModelVersion | None:
+        """Make ``version`` (default: the previous deployed one) current in the line and serve it.
+
+        In a server's line ``version="base"`` drops the server's own versions from serving (the base
+        serves it; nothing is deleted) and returns None.
+        """
+        self._require(actor, guild_id, "roll back")
+        if self.running is not None and self.running.running and self.running.guild_id == guild_id:
             raise Refusal("A retrain is running; wait for it (or cancel it) before rolling back.")
-        previous = await asyncio.to_thread(self._current_name)
+        line = self.line(guild_id)
+        previous = await asyncio.to_thread(self._current_name, guild_id)
+        if guild_id is not None and version is not None and version.strip().lower() == "base":
+            await asyncio.to_thread(line.clear_current, reason="rollback to the base")
+            if self.serving is not None:
+                self.serving.set_head(guild_id, None)
+            return None
         try:
-            target = await asyncio.to_thread(self.registry.rollback, version)
+            target = await asyncio.to_thread(line.rollback, version)
         except RegistryError as exc:
+            if guild_id is not None and version is None:
+                raise Refusal("There is no earlier version of this server's model to go back to; "
+                              "choose `base` to be served by the shared base model.") from None
             raise Refusal(str(exc)) from None
         if self.serving is not None:
-            error = await self.deploy(str(target.path), target.name, previous=previous)
+            error = await self.deploy(str(target.path), target.name, previous=previous, guild_id=guild_id)
             if error is not None:
                 raise Refusal(f"{target.name} could not be loaded (see the bot's log); nothing changed.")
         return target
 
     # -- what is there -----------------------------------------------------------------------------
 
-    async def info(self, actor: Actor) -> ModelInfo:
-        actor.require_manager("see the model's versions")
-        current = await asyncio.to_thread(self._current)
+    async def info(self, actor: Actor, *, guild_id: int | None = None) -> ModelInfo:
+        """A server's line (Manage Server there), or the shared base (the owner)."""
+        self._require(actor, guild_id, "see the versions of")
+        current = await asyncio.to_thread(self._current, guild_id)
         since = None
         if current is not None and current.created:
             since = datetime.fromisoformat(current.created).timestamp()
-        count = await self.store.count_corrections(since=since)
+        count = await self.store.count_corrections(since=since, guild_id=guild_id, shared=guild_id is None)
         clf = self.serving.classifier if self.serving is not None else None
-        return ModelInfo(current, clf.version if clf else "", clf.source if clf else "", str(clf.device) if clf else "",
-                         count, since, await self.versions())
+        served = self.serving_version(guild_id)
+        note = None
+        if guild_id is not None and current is not None and self.serving is not None \
+                and self.serving.head_of(guild_id) is None:
+            note = (f"{current.name} was trained on an earlier base, so the base serves this server "
+                    "until its next /retrain.")
+        return ModelInfo(current, served, clf.source if clf else "", str(clf.device) if clf else "",
+                         count, since, await self.versions(guild_id), guild_id=guild_id,
+                         base=clf.version if clf else "", note=note)
 
-    async def versions(self) -> list[str]:
+    async def versions(self, guild_id: int | None = None) -> list[str]:
         def names() -> list[str]:
             try:
-                return [v.name for v in self.registry.list()]
+                return [v.name for v in self.line(guild_id).list()]
             except RegistryError:
                 return []
         return await asyncio.to_thread(names)
 
-    def _current(self) -> ModelVersion | None:
+    def _current(self, guild_id: int | None = None) -> ModelVersion | None:
         try:
-            return self.registry.current()
+            return self.line(guild_id).current()
         except RegistryError:
             return None
 
-    def _current_name(self) -> str | None:
+    def _current_name(self, guild_id: int | None = None) -> str | None:
         try:
-            return self.registry.current_name()
+            return self.line(guild_id).current_name()
         except RegistryError:
             return None
 

@@ -87,7 +87,7 @@ class TaggingService:
             self._shed_one()
             return None
         with self.inflight.track(message.message_id, message.author_id) as work:
-            prediction = await self._classify(message.text)
+            prediction = await self._classify(message.text, message.guild_id)
             if prediction is None or work.dropped or await self.store.is_opted_out(message.author_id):
                 return None  # the model failed, or forgotten, deleted or opted out while the model was busy
             if not await self._record(message, prediction, work, review=settings.review and switched_on):
@@ -95,11 +95,11 @@ class TaggingService:
         withheld = self.withheld(prediction, settings)
         return Tagged(prediction, None if withheld else emoji_for(prediction.label), withheld, settings.threshold)
 
-    async def _classify(self, text: str):
-        """The model's prediction, or None when it failed (the worker logged it) or is gone."""
+    async def _classify(self, text: str, guild_id: int | None = None):
+        """The model's prediction (with the server's own head, if it has one), or None when it failed or is gone."""
         self.backlog += 1
         try:
-            return await self.serving.worker.classify(text)
+            return await self.serving.worker.classify(text, guild_id)
         except WorkerClosed:
             return None
         except Exception:  # noqa: BLE001 - the worker has logged the failed batch

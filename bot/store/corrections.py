@@ -44,6 +44,9 @@ WITH filtered AS (
     SELECT id, message_id, label, text, created_at, by_author
     FROM corrections
     WHERE (:guild IS NULL OR guild_id = :guild)
+      -- the shared base learns only from servers that let it (and the operator's own imports and shell)
+      AND (:shared = 0 OR source <> 'discord'
+           OR guild_id IN (SELECT guild_id FROM guild_settings WHERE share = 1))
 ),
 messages AS (
     SELECT message_id, MAX(created_at) AS last_at
@@ -173,8 +176,8 @@ def _params(c: Correction, now: float) -> tuple[Any, ...]:
     return values if c.created_at is not None else (*values[:-1], now)
 
 
-def _filters(since: float | None, guild_id: int | None) -> dict[str, Any]:
-    return {"since": since, "guild": opt_int(guild_id)}
+def _filters(since: float | None, guild_id: int | None, shared: bool = False) -> dict[str, Any]:
+    return {"since": since, "guild": opt_int(guild_id), "shared": int(bool(shared))}
 
 
 class CorrectionStore(SQLiteConnection):
@@ -223,24 +226,26 @@ class CorrectionStore(SQLiteConnection):
         return await self._write(f"save {len(checked)} examples", body)
 
     async def corrections_for_training(
-        self, *, since: float | None = None, guild_id: int | None = None
+        self, *, since: float | None = None, guild_id: int | None = None, shared: bool = False
     ) -> list[tuple[str, str]]:
         """``(text, label)`` training examples, one per corrected message (majority vote).
 
         With ``since``, only messages whose latest correction is at/after it (resolved
-        over all their votes) and imports made since then.
+        over all their votes) and imports made since then. ``guild_id``: that server's only
+        (a server's own line). ``shared``: what the shared base may learn from, the servers
+        that turned ``share`` on plus imports and the shell.
         """
         rows = await self._read(
-            "read training examples", _SELECT_TRAINING_EXAMPLES, _filters(since, guild_id)
+            "read training examples", _SELECT_TRAINING_EXAMPLES, _filters(since, guild_id, shared)
         )
         return [(text, label) for text, label in rows]
 
     async def count_corrections(
-        self, *, since: float | None = None, guild_id: int | None = None
+        self, *, since: float | None = None, guild_id: int | None = None, shared: bool = False
     ) -> int:
         """How many examples :meth:`corrections_for_training` would return."""
         rows = await self._read(
-            "count training examples", _COUNT_TRAINING_EXAMPLES, _filters(since, guild_id)
+            "count training examples", _COUNT_TRAINING_EXAMPLES, _filters(since, guild_id, shared)
         )
         return int(rows[0][0])
 

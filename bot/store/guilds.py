@@ -17,7 +17,7 @@ from .records import GuildSettings, check_guild_changes
 from .review import ReviewStore
 
 _SELECT = """
-SELECT enabled, threshold, show_neutral, reactions, review,
+SELECT enabled, threshold, show_neutral, reactions, review, share,
        (SELECT json_group_array(channel_id) FROM guild_channels
         WHERE guild_id = s.guild_id AND mode = 'allow') AS allowed,
        (SELECT json_group_array(channel_id) FROM guild_channels
@@ -25,14 +25,15 @@ SELECT enabled, threshold, show_neutral, reactions, review,
 FROM guild_settings AS s WHERE guild_id = ?
 """
 _UPSERT = """
-INSERT INTO guild_settings (guild_id, enabled, threshold, show_neutral, reactions, review, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO guild_settings (guild_id, enabled, threshold, show_neutral, reactions, review, share, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (guild_id) DO UPDATE SET
     enabled = excluded.enabled,
     threshold = excluded.threshold,
     show_neutral = excluded.show_neutral,
     reactions = excluded.reactions,
     review = excluded.review,
+    share = excluded.share,
     updated_at = excluded.updated_at
 """
 _DELETE_CHANNELS = "DELETE FROM guild_channels WHERE guild_id = ?"
@@ -40,7 +41,7 @@ _INSERT_CHANNEL = "INSERT INTO guild_channels (guild_id, mode, channel_id) VALUE
 
 
 def _from_sql(values: tuple) -> GuildSettings:
-    enabled, threshold, show_neutral, reactions, review, allowed, denied = values
+    enabled, threshold, show_neutral, reactions, review, share, allowed, denied = values
     return GuildSettings(
         enabled=bool(enabled),
         allowed_channels=frozenset(json.loads(allowed)),
@@ -49,6 +50,7 @@ def _from_sql(values: tuple) -> GuildSettings:
         show_neutral=bool(show_neutral),
         reactions=bool(reactions),
         review=bool(review),
+        share=bool(share),
     )
 
 
@@ -96,7 +98,7 @@ class GuildStore(ReviewStore):
             await db.execute(
                 _UPSERT,
                 (guild_id, int(new.enabled), new.threshold, int(new.show_neutral),
-                 int(new.reactions), int(new.review), time.time()),
+                 int(new.reactions), int(new.review), int(new.share), time.time()),
             )
             if not new.review:  # the text waiting for review goes with the switch
                 await self._clear_review_locked(db, guild_id)

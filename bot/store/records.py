@@ -114,6 +114,8 @@ class GuildSettings:
     reactions: bool = True
     #: Queue the least-sure messages (with their text, at most 24 h) for moderators' ``/review``.
     review: bool = False
+    #: Let this server's corrections improve the shared base model (the owner's retrain); off by default.
+    share: bool = False
 
     def channel_enabled(self, channel_id: int, parent_id: int | None = None) -> bool:
         """Whether the bot should tag messages in this channel (or thread of ``parent_id``).
@@ -247,7 +249,7 @@ def check_guild_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         )
     clean: dict[str, Any] = {}
     for key, value in changes.items():
-        if key in ("enabled", "show_neutral", "reactions", "review"):
+        if key in ("enabled", "show_neutral", "reactions", "review", "share"):
             clean[key] = _as_bool(key, value)
         elif key in ("allowed_channels", "denied_channels"):
             clean[key] = _as_channels(key, value)

@@ -10,12 +10,11 @@ import aiosqlite
 
 from .connection import connect, connect_read_only
 from .counts import CountsStore
-from .guilds import GuildStore
-from .privacy import PrivacyStore
+from .departures import DepartureStore
 from .records import GuildSettings
 
 
-class Store(PrivacyStore, CountsStore, GuildStore):
+class Store(DepartureStore, CountsStore):
     """SQLite-backed store; create with :meth:`Store.open`, release with :meth:`close`.
 
     Implements :class:`bot.store.StoreProtocol`.

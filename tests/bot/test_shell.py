@@ -94,7 +94,8 @@ def test_a_session_tags_corrects_charts_and_retrains(tmp_path, happy_model_dir):
     assert "'i am so happy': Changed 😄 happiness → 😢 sadness. 1 correction stored." in out
     error = next(line for line in lines if line.startswith("error: 'nope'"))
     assert "not an emotion this model knows" in error and all(label in error for label in SEED13)
-    assert "error: Only 2 corrections so far; retraining needs at least 3" in out
+    assert "error: Only 2 corrections from the servers that share theirs, imports and the shell so far; " \
+           "retraining needs at least 3" in out
 
     # /mood: a PNG where --out said, and the path printed
     assert f"chart written to {chart}" in out and "3 tagged messages: 😄 happiness 3 (100%)" in out

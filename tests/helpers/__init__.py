@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _HOMES = {
     "WORDS": "tiny", "build_tiny_model": "tiny",
     "TOKEN": "fake_discord", "FakeDiscord": "fake_discord", "first_of": "fake_discord",
-    "build_guild": "worlds", "reactions": "worlds", "running": "worlds",
+    "build_guild": "worlds", "reactions": "worlds", "running": "worlds", "correct_all": "worlds",
     "cli": "training", "corrections": "training", "fast_finetune_config": "training",
     "fast_train_config": "training", "write_goemotions": "training",
 }

@@ -34,9 +34,9 @@ def hold_the_model(env):
     original = env.bot.worker.classify
     release = asyncio.Event()
 
-    async def busy(text):
+    async def busy(text, key=None):
         await env.external_wait(release.wait(), reason="the model is busy with other messages")
-        return await original(text)
+        return await original(text, key)
 
     env.bot.worker.classify = busy
     return release
@@ -58,3 +58,10 @@ async def running(bot, **options):
         await bot.close()
         if env.check_errors:
             env.raise_errors()
+
+
+async def correct_all(channel, member, admin, texts, label: str) -> None:
+    """``member`` posts each of ``texts`` in ``channel`` and ``admin`` corrects it to ``label``."""
+    for text in texts:
+        msg = await member.send(channel, text)
+        await admin.slash(channel, "correct", message=str(msg.id), emotion=label)

@@ -229,7 +229,8 @@ def test_cli_finetune_from_the_store_then_models_commands(tmp_path, word_model_d
     models = str(tmp_path / "models")
     # the same minimum of corrections as /retrain (EMOTION_MIN_CORRECTIONS, 20 by default)
     assert cli("finetune", "--db", str(db), "--models-dir", models, "--force") == common.EXIT_FAILED
-    assert "Only 12 corrections so far; retraining needs at least 20" in capsys.readouterr().err
+    assert "Only 12 corrections from the servers that share theirs, imports and the shell so far; " \
+           "retraining needs at least 20" in capsys.readouterr().err
     assert cli("finetune", "--db", str(db), "--models-dir", models, "--base", str(word_model_dir), "--epochs", "2",
                "--lr", "3e-3", "--batch-size", "4", "--threads", "1", "--force", "--min-corrections", "10") == 0
     out = capsys.readouterr().out

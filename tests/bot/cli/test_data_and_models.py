@@ -68,7 +68,7 @@ def test_finetune_then_models_list_rollback_prune(cli_env, capsys):
 
 def test_finetune_without_corrections_is_a_clear_error(cli_env, capsys):
     assert main(["finetune"]) == 1
-    assert "Only 0 corrections so far" in capsys.readouterr().err
+    assert "Only 0 corrections from the servers that share theirs" in capsys.readouterr().err
 
 
 def test_import_refuses_an_unknown_label_set(cli_env, capsys):

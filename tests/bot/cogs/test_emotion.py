@@ -56,14 +56,14 @@ async def test_about_shows_the_model_and_what_was_tagged(world):
     labels = env.bot.classifier.labels
     assert f[f"Labels ({len(labels)})"].split() == [x for lb in labels for x in (emoji_for(lb), lb)]
     assert f["Tagged here"] == "nothing yet"
-    assert f["Stored (all servers)"] == "0 predictions · 0 corrections"
+    assert f["Stored for this server"] == "0 predictions · 0 corrections"
     assert general.history() == []  # nobody else sees it
 
     msgs = [await alice.send(general, "happy"), await bob.send(general, "very happy")]
     await mod.slash(general, "correct", message=str(msgs[0].id), emotion="anger")
     f = fields((await alice.slash(general, "emotion about")).response.embeds[0])
     assert f["Tagged here"] == f"{HAPPY} happiness 2"
-    assert f["Stored (all servers)"] == "2 predictions · 1 corrections"
+    assert f["Stored for this server"] == "2 predictions · 1 corrections"
 
 
 async def test_about_counts_only_this_servers_tags(world):
@@ -76,6 +76,7 @@ async def test_about_counts_only_this_servers_tags(world):
     await alice.send(general, "happy")
     f = fields((await alice.slash(general, "emotion about")).response.embeds[0])
     assert f["Tagged here"] == f"{HAPPY} happiness 1"
+    assert f["Stored for this server"] == "1 predictions · 0 corrections"  # another server's are not shown
 
 
 async def test_predict_shows_the_top_three_with_bars(world):
@@ -210,9 +211,9 @@ async def test_forget_me_while_a_message_is_being_classified_leaves_nothing_behi
     original = env.bot.worker.classify
     release = asyncio.Event()
 
-    async def busy(text):  # the model is busy with alice's message until the test releases it
+    async def busy(text, key=None):  # the model is busy with alice's message until the test releases it
         await env.external_wait(release.wait(), reason="the model is busy")
-        return await original(text)
+        return await original(text, key)
 
     env.bot.worker.classify = busy
     msg = await alice.send(general, "happy")  # returns while the message waits for the model
@@ -304,7 +305,8 @@ async def test_config_without_options_shows_the_current_settings(world):
         "Tagging in this server: **on**\n"
         "Channels: all, except those turned off\n"
         "Turned off in: none\n"
-        "Threshold: **0.50** · show neutral: **no** · reactions: **on**")
+        "Threshold: **0.50** · show neutral: **no** · reactions: **on**\n"
+        "Sharing: **off**: this server's corrections train only its own model")
 
 
 async def test_config_changes_each_setting_and_shows_the_summary(world):

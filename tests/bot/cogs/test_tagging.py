@@ -543,8 +543,8 @@ async def test_opting_out_while_a_message_is_being_classified_leaves_nothing_beh
     store = env.bot.store
     original = env.bot.worker.classify
 
-    async def classify_then_optout(text):
-        prediction = await original(text)
+    async def classify_then_optout(text, key=None):
+        prediction = await original(text, key)
         # `/emotion optout` is handled while this message waits for the model (a busy worker queue)
         await store.set_opted_out(alice.id, True)
         await store.forget_user(alice.id)
@@ -581,9 +581,9 @@ async def test_a_flood_beyond_the_backlog_is_shed_with_one_warning(world, caplog
     original = env.bot.worker.classify
     release = asyncio.Event()
 
-    async def stuck(text):
+    async def stuck(text, key=None):
         await release.wait()
-        return await original(text)
+        return await original(text, key)
 
     env.bot.worker.classify = stuck
     handlers = [asyncio.create_task(cog.on_message(m)) for m in flood]

@@ -28,16 +28,22 @@ class FakeWorker:
         self.classifier = FakeClassifier("base")
         self.before_answer = None
         self.texts: list[str] = []
+        self.heads: dict = {}
 
-    async def classify(self, text: str) -> Prediction:
+    async def classify(self, text: str, key: int | None = None) -> Prediction:
         self.texts.append(text)
         if self.before_answer is not None:
             await self.before_answer()
         scores = {lb: (self.score if lb == self.label else (1 - self.score) / 12) for lb in SEED13}
         return Prediction(self.label, self.score, scores, (self.label,), self.classifier.version)
 
-    def swap(self, classifier) -> None:
+    def swap(self, classifier, heads=None) -> None:
         self.classifier = classifier
+        self.heads = dict(heads or {})
+
+    def set_head(self, key, head) -> None:
+        self.heads = {**self.heads, key: head} if head is not None else \
+            {k: v for k, v in self.heads.items() if k != key}
 
 
 @dataclasses.dataclass

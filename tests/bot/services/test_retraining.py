@@ -18,16 +18,17 @@ MEMBER = Actor(user_id=5, guild_id=1, can_manage=False)
 
 
 @pytest.mark.parametrize("call", ["prepare", "rollback", "info"])
-async def test_only_managers_may_act(services, call):
+async def test_only_managers_may_act_on_their_server_and_only_the_owner_on_the_base(services, call):
     with pytest.raises(NotAllowed, match="Manage Server"):
-        await getattr(services.retraining, call)(MEMBER)
-    with pytest.raises(NotAllowed):
-        services.retraining.cancel(MEMBER)
+        await getattr(services.retraining, call)(MEMBER, guild_id=1)
+    with pytest.raises(NotAllowed, match="Only the bot's owner"):
+        await getattr(services.retraining, call)(dataclasses.replace(MEMBER, can_manage=True))
 
 
 async def test_too_few_corrections_are_refused_with_the_numbers(services, store):
     await store.add_examples([Correction("so sad", "sadness", source="import")])
-    with pytest.raises(Refusal, match="Only 1 corrections so far; retraining needs at least 3"):
+    with pytest.raises(Refusal, match="Only 1 corrections from the servers that share theirs, imports and the shell "
+                                      "so far; retraining needs at least 3"):
         await services.retraining.prepare(OPERATOR)
     with pytest.raises(Refusal, match="at least 5"):
         await services.retraining.prepare(OPERATOR, overrides=TrainingOverrides(min_corrections=5))
