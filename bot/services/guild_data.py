@@ -50,7 +50,8 @@ class GuildDataService:
 
         Returns those that had been marked as left; their models are served again.
         """
-        back = [g for g in guild_ids if await self.store.mark_guild_present(g)]
+        departed = set(await self.store.guilds_left_before(float("inf")))  # one read, not a write per server
+        back = [g for g in guild_ids if g in departed and await self.store.mark_guild_present(g)]
         if back and self.serving is not None:
             heads = await self.serving.heads_for(self.serving.classifier)
             for guild_id in back:
@@ -59,10 +60,12 @@ class GuildDataService:
         return back
 
     async def absent(self, present: Iterable[int]) -> list[int]:
-        """At start: servers with a model line that the bot is no longer in (removed while it was offline)."""
+        """At start: servers with stored data or a model line that the bot is no longer in (removed while it
+        was offline). ``present`` must be every server of the bot: one process runs all its shards."""
         here = set(present)
-        lines = await asyncio.to_thread(server_lines, self.settings.models_dir)
-        gone = [g for g in lines if g not in here]
+        known = set(await asyncio.to_thread(server_lines, self.settings.models_dir))
+        known |= set(await self.store.known_guilds())
+        gone = sorted(g for g in known if g not in here)
         for guild_id in gone:
             await self.store.mark_guild_left(guild_id)
         return gone

@@ -21,6 +21,11 @@ ON CONFLICT (guild_id) DO NOTHING
 """
 _MARK_PRESENT = "DELETE FROM guild_departures WHERE guild_id = ?"
 _LEFT_BEFORE = "SELECT guild_id FROM guild_departures WHERE left_at < ? ORDER BY left_at"
+_KNOWN = """
+SELECT guild_id FROM guild_settings
+UNION SELECT guild_id FROM corrections WHERE guild_id IS NOT NULL
+ORDER BY guild_id
+"""
 _FORGET = (
     ("corrections", "DELETE FROM corrections WHERE guild_id = ?"),
     ("predictions", "DELETE FROM predictions WHERE guild_id = ?"),
@@ -54,6 +59,10 @@ class DepartureStore(PrivacyStore, GuildStore):
     async def guilds_left_before(self, before: float) -> list[int]:
         """Servers the bot left before ``before`` (unix seconds) and has not rejoined: due to be forgotten."""
         return [int(g) for (g,) in await self._read("list the servers the bot left", _LEFT_BEFORE, (float(before),))]
+
+    async def known_guilds(self) -> list[int]:
+        """Servers the store keeps settings or corrections for (what a purge would have to delete)."""
+        return [int(g) for (g,) in await self._read("list the servers with stored data", _KNOWN)]
 
     async def forget_guild(self, guild_id: int) -> dict[str, int]:
         """Delete everything stored about ``guild_id``, in one transaction; counts per kind."""

@@ -218,7 +218,11 @@ async def test_forgetting_a_server_at_once_is_the_operators(settings, store):
 
 
 async def test_servers_removed_while_the_bot_was_offline_are_marked_at_start(settings, store, wide_dir):
-    train_line(settings, wide_dir, A, "sadness", "anger")
+    train_line(settings, wide_dir, A, "sadness", "anger")  # A: a model line
+    await store.update_guild_settings(C, threshold=0.2)  # C: only settings
+    await correct(store, B, SAD, "sadness", 1000)  # B: corrections, and the bot is still there
     data = GuildDataService(dataclasses.replace(settings, guild_grace_days=0), store)
-    assert await data.absent([B]) == [A]
+    assert await data.absent([B]) == [A, C]
+    assert await data.present([B, C]) == [C]  # C invited the bot back before the purge
     assert [f.guild_id for f in await data.purge(now=time.time() + 1)] == [A]
+    assert await store.count_corrections(guild_id=B) == 5
