@@ -417,15 +417,13 @@ class Classifier:
             runner = self._runner()
             with runner.capture() as features:
                 logits = self.model(**inputs).logits.clone()
-            rows: dict[int, list[int]] = {}
-            by_id: dict[int, Head] = {}
+            groups: dict[int, tuple[Head, list[int]]] = {}  # each server's rows, its head applied once
             for row, head in enumerate(heads):
                 if head is not None:
-                    rows.setdefault(id(head), []).append(row)
-                    by_id[id(head)] = head
-            for key, members in rows.items():
+                    groups.setdefault(id(head), (head, []))[1].append(row)
+            for head, members in groups.values():
                 index = torch.tensor(members, device=logits.device)
-                logits[index] = runner.logits(by_id[key], features.value[index]).to(logits.dtype)
+                logits[index] = runner.logits(head, features.value[index]).to(logits.dtype)
         logits = logits.float().cpu()
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 

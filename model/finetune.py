@@ -78,26 +78,20 @@ def resolve_base(config: FinetuneConfig, registry: Registry) -> tuple[str, str |
     return config.fallback_base, None
 
 
-def start_server_line(model, labels: Sequence[str], line: Registry, base_version: str, fingerprint: str
-                      ) -> tuple[str | None, str | None]:
-    """Put the server's current head into ``model`` (a run continues its line); (parent version, warning).
+def start_server_line(clf: Classifier, line: Registry) -> tuple[str | None, str | None]:
+    """Put the server's current head into ``clf``'s model (a run continues its line); (parent version, warning).
 
-    A head trained on another base does not fit this one's features: the run then starts from the
-    base's own head, and says so.
+    A head that does not fit this base (trained on another one, other labels) is not used: the run
+    then starts from the base's own head, and says so.
     """
     current = line.current()
     if current is None:
         return None, None
     try:
-        head = Head.load(current.path)
-        if head.fingerprint != fingerprint:
-            return current.name, (f"this server's {current.name} was trained on base {head.base}; the base is now "
-                                  f"{base_version}, so this run starts again from the base's own head")
-        if tuple(labels) != head.labels:
-            return current.name, f"this server's {current.name} has other labels; starting from the base's head"
-        load_into(model, head)
+        load_into(clf.model, clf.prepare_head(Head.load(current.path)))
     except HeadError as exc:
-        return current.name, f"this server's {current.name} cannot be used ({exc}); starting from the base's head"
+        return current.name, (f"this server's {current.name} cannot be continued ({exc}), so this run starts "
+                              "again from the base's own head")
     return current.name, None
 
 
@@ -367,7 +361,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
     target, knobs = registry, config
     if server:
         target = Registry(server_root(config.models_dir, config.guild_id))
-        parent, note = start_server_line(model, labels, target, clf.version, clf.fingerprint)
+        parent, note = start_server_line(clf, target)
         if note:
             warnings.append(note)
         trainable = freeze_encoder(model)

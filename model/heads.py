@@ -15,12 +15,15 @@ which two folders can share.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch.func import functional_call
@@ -111,8 +114,7 @@ class Head:
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Head:
         """The same head with its tensors where (and in the precision) the served model computes."""
-        state = {k: v.to(device=device, dtype=dtype) for k, v in self.state.items()}
-        return Head(self.name, self.base, self.labels, state, self.thresholds, self.guild_id, self.fingerprint)
+        return dataclasses.replace(self, state={k: v.to(device=device, dtype=dtype) for k, v in self.state.items()})
 
     @classmethod
     def load(cls, folder: str | Path) -> Head:
@@ -133,15 +135,18 @@ class Head:
                    meta.get("guild_id"), str(meta.get("base_fingerprint") or ""))
 
 
-def load_server_heads(models_dir: str | Path, classifier) -> dict[int, Head]:
-    """``{server id: head}`` for every server line whose current version fits ``classifier``.
+def load_server_heads(models_dir: str | Path, classifier, only: Iterable[int] | None = None) -> dict[int, Head]:
+    """``{server id: head}`` for every server line (or those in ``only``) whose current version fits ``classifier``.
 
     A line trained on another base (or damaged) is left out and logged once here: that server is
     served by the base until it retrains.
     """
     heads: dict[int, Head] = {}
     stale: list[str] = []
+    wanted = None if only is None else set(only)
     for guild_id in server_lines(models_dir):
+        if wanted is not None and guild_id not in wanted:
+            continue
         try:
             current = Registry(server_root(models_dir, guild_id)).current()
             if current is None:
@@ -197,9 +202,15 @@ class HeadRunner:
     def __init__(self, model: torch.nn.Module) -> None:
         self.parts = [(name, model.get_submodule(name)) for name in head_modules(model)]
 
-    def capture(self):
-        """A context manager that records the head's input during one forward pass; ``.value`` after."""
-        return _Capture(self.parts[0][1])
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[SimpleNamespace]:
+        """Records the head's input during one forward pass, as ``.value`` of what it yields."""
+        seen = SimpleNamespace(value=None)
+        handle = self.parts[0][1].register_forward_pre_hook(lambda _module, args: setattr(seen, "value", args[0]))
+        try:
+            yield seen
+        finally:
+            handle.remove()
 
     def logits(self, head: Head, features: torch.Tensor) -> torch.Tensor:
         x = features
@@ -209,16 +220,3 @@ class HeadRunner:
                                 (x,))
         return x
 
-
-class _Capture:
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module, self.value, self._handle = module, None, None
-
-    def __enter__(self) -> _Capture:
-        def hook(_module, args):
-            self.value = args[0]
-        self._handle = self.module.register_forward_pre_hook(hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()

@@ -187,14 +187,10 @@ class InferenceWorker:
         live = [r for r in batch if not r.future.cancelled()]
         if not live:
             return
-        classifier, heads = self._served  # one read: a swap mid-batch cannot mix models
-        served = _Served(classifier, heads)
+        served = _Served(*self._served)  # one read: a swap mid-batch cannot mix models
         answered: set[int] = set()
         try:
-            own = served.heads_of(live)
-            passes = classifier.predict_batches([r.text for r in live], self.max_batch,
-                                                **({"heads": own} if own is not None else {}))
-            for indices, predictions in passes:
+            for indices, predictions in served.predict_batches(live, self.max_batch):
                 self._answer([live[i] for i in indices], predictions)
                 answered.update(indices)
         except Exception as exc:  # noqa: BLE001 - a bad batch fails its own requests, not the thread
@@ -269,10 +265,11 @@ class _Served:
             return None
         return [self.heads.get(r.key) if r.key is not None else None for r in requests]
 
+    def predict_batches(self, requests: Sequence[_Request], batch_size: int):
+        return self.classifier.predict_batches([r.text for r in requests], batch_size, self.heads_of(requests))
+
     def predict(self, requests: Sequence[_Request], batch_size: int) -> list:
-        own = self.heads_of(requests)
-        return self.classifier.predict([r.text for r in requests], batch_size=batch_size,
-                                       **({"heads": own} if own is not None else {}))
+        return self.classifier.predict([r.text for r in requests], batch_size, self.heads_of(requests))
 
 
 def _deliver(items: list) -> None:

@@ -34,16 +34,11 @@ class CancelView(discord.ui.View):
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.danger, custom_id="retrain:cancel")
     async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        try:
-            if self.run.guild_id is None:  # the base's run: its owner only
-                (await owner_actor_of(interaction)).require_owner("cancel a retrain of the shared base model")
-            else:
-                is_manager(interaction)
-                actor_of(interaction).require_manager_of(self.run.guild_id, "cancel a retrain of this server's model")
-        except (app_commands.CheckFailure, Refusal) as exc:
+        try:  # the service's rule: Manage Server in the run's server, the owner for the base's
+            self.run.service.cancel(await owner_actor_of(interaction), self.run)
+        except Refusal as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        self.run.cancel()
         await interaction.response.send_message("Cancelling the retrain…", ephemeral=True)
 
 

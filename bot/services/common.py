@@ -81,7 +81,7 @@ class Serving:
 
     def head_of(self, guild_id: int | None):
         """The head server ``guild_id`` is served with, or None (the base's own)."""
-        return getattr(self.worker, "heads", {}).get(guild_id) if guild_id is not None else None
+        return self.worker.heads.get(guild_id) if guild_id is not None else None
 
     def swap(self, classifier, heads: dict | None = None) -> None:
         """Serve ``classifier`` (with ``heads``, prepared for it) from the next batch on; nothing restarts."""
@@ -91,13 +91,13 @@ class Serving:
         """Serve ``guild_id`` with ``head`` (None: the base) from the next batch on; other servers untouched."""
         self.worker.set_head(guild_id, head)
 
-    async def heads_for(self, classifier) -> dict:
-        """Every server line's current head that fits ``classifier``, loaded off the loop."""
+    async def heads_for(self, classifier, only=None) -> dict:
+        """Every server line's (or those in ``only``) current head that fits ``classifier``, loaded off the loop."""
         if self.models_dir is None:
             return {}
         from model.heads import load_server_heads
 
-        return await asyncio.to_thread(load_server_heads, self.models_dir, classifier)
+        return await asyncio.to_thread(load_server_heads, self.models_dir, classifier, only)
 
     async def load_head(self, path: str):
         """A server version's head, checked against the served base and ready for it (HeadError if not)."""

@@ -53,10 +53,8 @@ class GuildDataService:
         departed = set(await self.store.guilds_left_before(float("inf")))  # one read, not a write per server
         back = [g for g in guild_ids if g in departed and await self.store.mark_guild_present(g)]
         if back and self.serving is not None:
-            heads = await self.serving.heads_for(self.serving.classifier)
-            for guild_id in back:
-                if guild_id in heads:
-                    self.serving.set_head(guild_id, heads[guild_id])
+            for guild_id, head in (await self.serving.heads_for(self.serving.classifier, only=back)).items():
+                self.serving.set_head(guild_id, head)
         return back
 
     async def absent(self, present: Iterable[int]) -> list[int]:

@@ -257,9 +257,10 @@ class RetrainingService:
         return RetrainRun(self, TrainingJob(examples, config), len(examples), config,
                           actor.name or str(actor.user_id), previous)
 
-    def cancel(self, actor: Actor) -> bool:
-        """Cancel the running retrain (of the actor's server, or the base for the owner); False when none runs."""
-        run = self.running
+    def cancel(self, actor: Actor, run: RetrainRun | None = None) -> bool:
+        """Cancel ``run`` (default: the running one) if the actor may: Manage Server in its server, the owner
+        for the base's. False when there is none."""
+        run = run or self.running
         if run is None:
             return False
         self._require(actor, run.guild_id, "cancel a retrain of")

@@ -83,7 +83,7 @@ class _Flaky:
         self.inner = inner
         self.version = inner.version
 
-    def predict(self, texts, batch_size=32):
+    def predict(self, texts, batch_size=32, heads=None):
         if any("boom" in t for t in texts):
             raise RuntimeError("bad batch")
         return self.inner.predict(texts, batch_size)
@@ -91,7 +91,7 @@ class _Flaky:
     def encode(self, texts):
         return self.inner.encode(texts)
 
-    def predict_batches(self, texts, batch_size=32):
+    def predict_batches(self, texts, batch_size=32, heads=None):
         for start in range(0, len(texts), batch_size):  # arrival order: the failing batch is predictable
             indices = list(range(start, min(start + batch_size, len(texts))))
             yield indices, self.predict([texts[i] for i in indices], batch_size)
@@ -143,7 +143,7 @@ async def test_the_loop_thread_never_runs_the_model(tiny_classifier):
     class Spy:
         version = "spy"
 
-        def predict_batches(self, texts, batch_size=32):
+        def predict_batches(self, texts, batch_size=32, heads=None):
             seen.append(threading.current_thread().name)
             return tiny_classifier.predict_batches(texts, batch_size)
 
@@ -196,10 +196,10 @@ class _Gated:
         self.calls: list[int] = []
         self.widths: list[list[list[int]]] = []  # per call, the token lengths of each forward pass
 
-    def predict(self, texts, batch_size=32):
+    def predict(self, texts, batch_size=32, heads=None):
         return self.inner.predict(texts, batch_size)
 
-    def predict_batches(self, texts, batch_size=32):
+    def predict_batches(self, texts, batch_size=32, heads=None):
         assert self.opened.wait(30), "the test never opened the gate"
         self.calls.append(len(texts))
         self.widths.append([])
@@ -259,7 +259,7 @@ async def test_each_batch_is_answered_as_soon_as_it_is_done(tiny_classifier):
     release = threading.Event()
 
     class Slow(_Gated):
-        def predict_batches(self, texts, batch_size=32):
+        def predict_batches(self, texts, batch_size=32, heads=None):
             for n, item in enumerate(super().predict_batches(texts, batch_size)):
                 if n == 1:
                     assert release.wait(30)
