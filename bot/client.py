@@ -134,7 +134,7 @@ class EmotionBot(commands.Bot):
         try:
             self.commands_synced = await command_sync.sync_commands(
                 self.tree, self.application_id, self.settings.guild_id,
-                command_sync.state_path(self.settings.db_path))
+                command_sync.state_path(self.settings.db_path, self.settings.models_dir))
         except discord.HTTPException as exc:
             log.error("could not sync slash commands (HTTP %s); they may be out of date", exc.status)
 

@@ -31,8 +31,10 @@ class SyncState:
     digest: str  # of the command payloads sent
 
 
-def state_path(db_path: Path) -> Path:
-    """``data/emotion.db`` → ``data/emotion.commands.json``."""
+def state_path(db_path: Path | str, models_dir: Path) -> Path:
+    """``data/emotion.db`` → ``data/emotion.commands.json``; with PostgreSQL, beside the models folder."""
+    if isinstance(db_path, str):  # a postgresql:// URL
+        return Path(models_dir).with_name("emotion.commands.json")
     return Path(db_path).with_suffix(".commands.json")
 
 

@@ -31,7 +31,10 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     quantize: str = "auto"
-    db_path: Path = Path("data/emotion.db")
+    #: A SQLite file (the embedded default), or a ``postgresql://`` URL (kept a str; repr hides it: a password).
+    db_path: Path | str = field(default=Path("data/emotion.db"), repr=False)
+    #: Connections a PostgreSQL store may hold (ignored for SQLite).
+    db_pool_size: int = 10
     models_dir: Path = Path("data/models")
     inference_threads: int = 1
     training_threads: int = 1
@@ -70,7 +73,8 @@ class Settings:
 
 _ENV = {
     "token": "DISCORD_TOKEN", "model": "EMOTION_MODEL", "device": "EMOTION_DEVICE",
-    "quantize": "EMOTION_QUANTIZE", "db_path": "EMOTION_DB", "models_dir": "EMOTION_MODELS_DIR",
+    "quantize": "EMOTION_QUANTIZE", "db_path": "EMOTION_DB", "db_pool_size": "EMOTION_DB_POOL_SIZE",
+    "models_dir": "EMOTION_MODELS_DIR",
     "inference_threads": "EMOTION_INFERENCE_THREADS", "training_threads": "EMOTION_TRAINING_THREADS",
     "max_batch": "EMOTION_MAX_BATCH", "threshold": "EMOTION_THRESHOLD",
     "reaction_max_age": "EMOTION_REACTION_MAX_AGE", "channel_reactions_per_s": "EMOTION_CHANNEL_REACTIONS_PER_S",
@@ -128,7 +132,7 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
         raw = raw.strip()
         kind = f.type.replace(" | None", "") if isinstance(f.type, str) else f.type
         try:
-            value = {"int": int, "float": float, "Path": Path}.get(kind, str)(raw)
+            value = {"int": int, "float": float, "Path": Path, "Path | str": database_target}.get(kind, str)(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
         if f.name in _CHOICES:
@@ -143,7 +147,8 @@ def load_settings(env: dict[str, str] | None = None, *, dotenv: bool = True) -> 
                  "finetune_epochs", "finetune_lr", "server_lr"):
         if getattr(settings, name) is not None and getattr(settings, name) <= 0:
             raise SettingsError(f"{_ENV[name]} must be greater than 0")
-    for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size"):
+    for name in ("inference_threads", "training_threads", "max_batch", "min_corrections", "finetune_batch_size",
+                 "db_pool_size"):
         if getattr(settings, name) is not None and getattr(settings, name) < 1:
             raise SettingsError(f"{_ENV[name]} must be at least 1")
     if settings.guild_grace_days < 0:
@@ -166,14 +171,22 @@ def _refuse_unknown(env: dict[str, str], from_file: dict[str, str]) -> None:
             raise SettingsError(f"{name} ({where}) is not a setting: {hint}")
 
 
+def database_target(value: str | Path) -> Path | str:
+    """EMOTION_DB / ``--db``: a ``postgresql://`` URL stays a str; anything else is a SQLite file's path."""
+    from bot.store.urls import is_postgres_url
+
+    return value if is_postgres_url(value) else Path(value)
+
+
 def _check_paths(settings: Settings) -> None:
     """Paths that cannot work, refused now rather than when the bot first writes or retrains."""
     db = settings.db_path
-    if db.is_dir():
-        raise SettingsError(f"EMOTION_DB={db} is a folder: name a file inside it, e.g. {db / 'emotion.db'}")
-    blocker = next((p for p in db.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise SettingsError(f"EMOTION_DB={db}: {blocker} is a file, not a folder: choose another path")
+    if isinstance(db, Path):  # a PostgreSQL URL is checked by the server, at the first connection
+        if db.is_dir():
+            raise SettingsError(f"EMOTION_DB={db} is a folder: name a file inside it, e.g. {db / 'emotion.db'}")
+        blocker = next((p for p in db.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise SettingsError(f"EMOTION_DB={db}: {blocker} is a file, not a folder: choose another path")
     replay = settings.replay_path
     if replay and replay.strip().lower() != "none" and not Path(replay).expanduser().exists() \
             and not is_hub_source(replay):

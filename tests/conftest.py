@@ -68,3 +68,45 @@ async def simcord_env(simcord_bot, request):
         await simcord_bot.close()
         if env.check_errors:
             env._raise_errors_since(env._errors_acknowledged)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+_pg_skipped: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (tests.helpers.postgres), started by the first test that needs it.
+
+    Where PostgreSQL is not installed the tests that need it are skipped, and the summary says so in one
+    line; with EMOTION_REQUIRE_POSTGRES=1 (CI) they fail instead.
+    """
+    from tests.helpers import postgres
+
+    reason = postgres.missing_reason()
+    if reason:
+        if os.environ.get(postgres.REQUIRE) == "1":
+            pytest.fail(f"{reason}, and {postgres.REQUIRE}=1 says they must run")
+        _pg_skipped.append(reason)
+        pytest.skip(reason)
+    with postgres.server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh empty database on the session's server, named after the test."""
+    import re
+    import uuid
+
+    from tests.helpers import postgres
+
+    name = re.sub(r"\W", "_", request.node.name)[:40] + "_" + uuid.uuid4().hex[:6]
+    return postgres.new_database(pg_server, name.lower())
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _pg_skipped:
+        skipped = sum(1 for r in terminalreporter.stats.get("skipped", []) if _pg_skipped[0] in str(r.longrepr))
+        terminalreporter.write_line(f"{_pg_skipped[0]} ({skipped} tests)", yellow=True)

@@ -12,13 +12,13 @@ import argparse
 import os
 import sys
 
-from bot.cli import common, corrections, data, guilds, models, predict, run, shell, training
+from bot.cli import common, corrections, data, db, guilds, models, predict, run, shell, training
 from bot.cli.common import RedactToken, setup_logging
 from bot.settings import export_hub_settings
 
 __all__ = ["RedactToken", "build_parser", "main", "setup_logging"]
 
-GROUPS = (run, predict, data, corrections, training, models, guilds, shell)
+GROUPS = (run, predict, data, corrections, training, models, guilds, db, shell)
 
 
 def version() -> str:

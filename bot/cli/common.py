@@ -91,7 +91,7 @@ def settings(args: argparse.Namespace | None = None) -> Any:
 
     A bad setting is a usage error (exit 2) naming the variable.
     """
-    from bot.settings import SettingsError, load_settings
+    from bot.settings import SettingsError, database_target, load_settings
 
     try:
         loaded = load_settings()
@@ -101,7 +101,8 @@ def settings(args: argparse.Namespace | None = None) -> Any:
     for option, name in SETTING_OPTIONS.items():
         value = getattr(args, option, None) if args is not None else None
         if value is not None:
-            changes[name] = Path(value) if name in ("models_dir", "db_path") else value
+            changes[name] = Path(value) if name == "models_dir" else database_target(value) if name == "db_path" \
+                else value
     return dataclasses.replace(loaded, **changes)
 
 

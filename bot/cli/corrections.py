@@ -108,10 +108,10 @@ def _described(args: argparse.Namespace, filters: tuple[str, ...] = _FILTERS) ->
 
 def _session(args: argparse.Namespace, work, *, read_only: bool = False):
     """Run ``work(store)`` on the database; a store failure or a bad id/label is one error line."""
-    from bot.store import Store, StoreError
+    from bot.store import StoreError, open_store
 
     async def go():
-        store = await Store.open(settings(args).db_path, read_only=read_only)
+        store = await open_store(settings(args).db_path, read_only=read_only)
         try:
             return await work(store)
         finally:

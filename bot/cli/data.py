@@ -43,9 +43,9 @@ def model_labels(loaded, why: str) -> tuple[str, ...]:
 
 
 async def _with_store(db, work, *, read_only: bool = False):
-    from bot.store import Store
+    from bot.store import open_store
 
-    store = await Store.open(db, read_only=read_only)
+    store = await open_store(db, read_only=read_only)
     try:
         return await work(store)
     finally:

@@ -57,7 +57,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from bot import render
     from bot.services import Actor, Refusal
     from bot.services.retraining import RetrainingService
-    from bot.store import Store, StoreError
+    from bot.store import StoreError, open_store
 
     loaded = settings(args)
     try:
@@ -66,7 +66,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), EXIT_USAGE) from None
 
     async def go():
-        store = await Store.open(loaded.db_path)
+        store = await open_store(loaded.db_path)
         try:
             service = RetrainingService(loaded, store)
             run = (await service.prepare(Actor.operator("the command line"), guild_id=args.guild,

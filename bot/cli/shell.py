@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from bot.cli.common import EXIT_USAGE, CommandError, from_namespace, settings
 from bot.services.retraining import TrainingOverrides
+from bot.store.urls import display_url, is_postgres_url
 
 DESCRIPTION = ("A terminal playground that behaves like one Discord channel, with the bot's model and "
                "fine-tuning and a database of its own (shell.db beside EMOTION_DB, unless --db says otherwise): "
@@ -39,8 +40,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_shell)
 
 
-def shell_database(bot_db: Path) -> Path:
-    """:data:`SHELL_DB` in the folder of the bot's database (a ``file:`` URI's file; ``:memory:`` stays)."""
+def shell_database(bot_db: Path | str, models_dir: Path) -> Path:
+    """:data:`SHELL_DB` in the folder of the bot's database (a ``file:`` URI's file; ``:memory:`` stays).
+
+    With PostgreSQL the bot's data is on a server: the shell's own file goes beside the models folder.
+    """
+    if is_postgres_url(bot_db):
+        return Path(models_dir).with_name(SHELL_DB)
     path = str(bot_db)
     if path == ":memory:":
         return bot_db
@@ -53,8 +59,8 @@ def with_database(loaded: Any, chosen: str | None) -> tuple[Any, str]:
     """The settings with the shell's database, and what the banner says about it."""
     if chosen is not None:
         return loaded, ""
-    own = shell_database(loaded.db_path)
-    note = f" (the shell's own; the bot's is {loaded.db_path}; --db chooses another)"
+    own = shell_database(loaded.db_path, loaded.models_dir)
+    note = f" (the shell's own; the bot's is {display_url(str(loaded.db_path))}; --db chooses another)"
     return dataclasses.replace(loaded, db_path=own), note
 
 
@@ -69,9 +75,11 @@ def line_reader(stdin: IO[str]) -> Any:
     return TerminalReader(stdin, history=history_path()) if terminal else LineReader(stdin)
 
 
-def chart_path(out: str | None, db: str) -> Path:
+def chart_path(out: str | None, db: str, models_dir: Path) -> Path:
     if out:
         return Path(out)
+    if is_postgres_url(db):
+        return Path(models_dir).with_name("mood.png")
     if db == ":memory:" or db.startswith("file:"):
         return Path("mood.png")
     return Path(db).parent / "mood.png"
@@ -110,7 +118,7 @@ def run_shell(args: argparse.Namespace, *, stdin: IO[str] | None = None, stdout:
     async def go() -> int:
         try:
             shell = await Shell.open(loaded, classifier, out=out, err=err, training=training,
-                                     chart_path=chart_path(args.out, str(loaded.db_path)),
+                                     chart_path=chart_path(args.out, str(loaded.db_path), loaded.models_dir),
                                      database_note=database_note)
         except StoreError as exc:
             raise CommandError(str(exc), EXIT_USAGE) from None

@@ -18,14 +18,16 @@ from bot.services.privacy import InFlight, PrivacyService
 from bot.services.retraining import RetrainingService
 from bot.services.review import ReviewService
 from bot.services.tagging import TaggingService
-from bot.store import GuildSettings, Store
+from bot.store import GuildSettings
+from bot.store import open_store as store_at
 
 __all__ = ["Actor", "NotAllowed", "Refusal", "Services", "Serving", "open_store"]
 
 
 async def open_store(settings, **options):
-    """The database every front end serves from, with the server defaults the settings give."""
-    return await Store.open(settings.db_path, defaults=GuildSettings(threshold=settings.threshold), **options)
+    """The database every front end serves from (SQLite or PostgreSQL), with the defaults the settings give."""
+    options.setdefault("pool_size", settings.db_pool_size)
+    return await store_at(settings.db_path, defaults=GuildSettings(threshold=settings.threshold), **options)
 
 
 @dataclass

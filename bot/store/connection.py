@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from .base import StoreBase
 from .errors import StoreError, closed_error, damaged_error, translate_error
 from .schema import SCHEMA_VERSION, migrate
 
@@ -32,18 +33,6 @@ T = TypeVar("T")
 
 #: ``PRAGMA quick_check`` reads the whole file (0.35 s for 90 MB measured): above this it is skipped, with a log line.
 QUICK_CHECK_MAX_BYTES = 512 << 20
-
-
-def _consume_result(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # mark as retrieved: the caller may have gone away
-
-
-async def shielded(coro: Awaitable[T]) -> T:
-    """Run coro to completion even if the awaiting caller is cancelled."""
-    task = asyncio.ensure_future(coro)
-    task.add_done_callback(_consume_result)
-    return await asyncio.shield(task)
 
 
 async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
@@ -114,19 +103,13 @@ def _file_size(path: str) -> int | None:
         return None
 
 
-class SQLiteConnection:
-    """Connection plumbing shared by the store's parts (each part is a subclass).
+class SQLiteConnection(StoreBase):
+    """The SQLite backend of :class:`bot.store.base.StoreBase`: one aiosqlite connection."""
 
-    Subclasses fill two hooks: :meth:`_reload_caches` (after another process
-    wrote) and :meth:`_before_close` (e.g. the last flush).
-    """
+    dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, path: str, *, read_only: bool = False) -> None:
-        self._db: aiosqlite.Connection | None = db
-        self.path = path
-        self.read_only = read_only
-        self._lock = asyncio.Lock()
-        self._closed = False
+        super().__init__(db, path, read_only=read_only)
         self._data_version: int | None = None  # PRAGMA data_version at the last cache load
 
     async def _setup(self, busy_timeout_ms: int) -> None:
@@ -185,9 +168,6 @@ class SQLiteConnection:
 
     # ----------------------------------------------------------------- caches
 
-    async def _reload_caches(self, db: aiosqlite.Connection) -> None:
-        """Hook: re-read the in-memory caches; runs under the lock."""
-
     async def refresh_caches(self) -> None:
         """Reload the in-memory caches (opt-outs, guild settings) from the database."""
         async with self._lock:  # read and swap in one step: a write here can't slip between
@@ -211,35 +191,16 @@ class SQLiteConnection:
         await self.refresh_caches()
         return True
 
-    # ----------------------------------------------------------------- closing
-
-    async def _before_close(self) -> None:
-        """Hook: last work while the connection is still open; must not raise."""
-
-    async def close(self) -> None:
-        """Finish pending work and close the connection; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._before_close()
-        db, self._db = self._db, None
-        if db is None:
-            return
-        async with self._lock:
-            with contextlib.suppress(Exception):
-                # Refresh planner statistics cheaply (sampled, not a full ANALYZE).
-                await db.execute("PRAGMA analysis_limit = 1000")
-                await db.execute("PRAGMA optimize")
-            try:
-                await db.close()
-            except sqlite3.Error as exc:
-                log.warning("Error while closing %s: %s", self.path, exc)
-
-    async def __aenter__(self: T) -> T:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def _close_handle(self) -> None:
+        db = self._db
+        with contextlib.suppress(Exception):
+            # Refresh planner statistics cheaply (sampled, not a full ANALYZE).
+            await db.execute("PRAGMA analysis_limit = 1000")
+            await db.execute("PRAGMA optimize")
+        try:
+            await db.close()
+        except sqlite3.Error as exc:
+            log.warning("Error while closing %s: %s", self.path, exc)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -247,10 +208,6 @@ class SQLiteConnection:
         if self._db is None:
             raise closed_error(self.path)
         return self._db
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise closed_error(self.path)
 
     @contextlib.contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -271,9 +228,7 @@ class SQLiteConnection:
         self, action: str, body: Callable[[aiosqlite.Connection], Awaitable[T]]
     ) -> T:
         """BEGIN IMMEDIATE; body; COMMIT - the caller must hold ``self._lock``."""
-        if self.read_only:
-            raise StoreError(f"Could not {action} ({self.path}): the database was opened read-only",
-                             path=self.path, reason="readonly")
+        self._require_writable(action)
         db = self._conn()
         with self._guard(action):
             await db.execute("BEGIN IMMEDIATE")
@@ -285,26 +240,6 @@ class SQLiteConnection:
                 raise
         return result
 
-    async def _write(
-        self,
-        action: str,
-        body: Callable[[aiosqlite.Connection], Awaitable[T]],
-        on_commit: Callable[[T], None] | None = None,
-    ) -> T:
-        """Run body in one write transaction; ``on_commit`` runs under the lock after COMMIT.
-
-        Durable when this returns (WAL with synchronous=NORMAL survives a process kill).
-        """
-
-        async def run() -> T:
-            async with self._lock:
-                result = await self._transaction_locked(action, body)
-                if on_commit is not None:
-                    on_commit(result)
-                return result
-
-        return await shielded(run())
-
     async def _read(
         self, action: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
     ) -> list[Any]:
@@ -312,3 +247,9 @@ class SQLiteConnection:
             db = self._conn()  # inside the lock: close() may have run while we waited
             with self._guard(action):
                 return list(await db.execute_fetchall(sql, params))
+
+    async def _read_locked(
+        self, action: str, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[Any]:
+        with self._guard(action):
+            return list(await self._conn().execute_fetchall(sql, params))

@@ -14,9 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
-from .connection import SQLiteConnection
+from .base import NO_LIMIT, StoreBase
 from .records import SOURCES, Correction, CorrectionRow, RelabelCounts, check_correction, check_label, opt_int
 
 _COLUMNS = (
@@ -43,7 +41,7 @@ _TRAINING_EXAMPLES = """
 WITH filtered AS (
     SELECT id, message_id, label, text, created_at, by_author
     FROM corrections
-    WHERE (:guild IS NULL OR guild_id = :guild)
+    WHERE (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)
       -- the shared base learns only from servers that let it (and the operator's own imports and shell)
       AND (:shared = 0 OR source <> 'discord'
            OR guild_id IN (SELECT guild_id FROM guild_settings WHERE share = 1))
@@ -53,7 +51,7 @@ messages AS (
     FROM filtered
     WHERE message_id IS NOT NULL
     GROUP BY message_id
-    HAVING :since IS NULL OR MAX(created_at) >= :since
+    HAVING CAST(:since AS DOUBLE PRECISION) IS NULL OR MAX(created_at) >= :since
 ),
 votes AS (
     SELECT f.message_id, f.label, MAX(COALESCE(f.by_author, 0)) AS by_writer,
@@ -80,10 +78,10 @@ WHERE w.rn = 1
 UNION ALL
 SELECT text, label, created_at AS at, id AS k
 FROM filtered
-WHERE message_id IS NULL AND (:since IS NULL OR created_at >= :since)
+WHERE message_id IS NULL AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR created_at >= :since)
 """
-_SELECT_TRAINING_EXAMPLES = f"SELECT text, label FROM ({_TRAINING_EXAMPLES}) ORDER BY at, k"
-_COUNT_TRAINING_EXAMPLES = f"SELECT COUNT(*) FROM ({_TRAINING_EXAMPLES})"
+_SELECT_TRAINING_EXAMPLES = f"SELECT text, label FROM ({_TRAINING_EXAMPLES}) AS examples ORDER BY at, k"
+_COUNT_TRAINING_EXAMPLES = f"SELECT COUNT(*) FROM ({_TRAINING_EXAMPLES}) AS examples"
 
 # ----------------------------------------------------------------- what admins see and change
 
@@ -91,35 +89,48 @@ _ROW_COLUMNS = ", ".join(("id", "source", "guild_id", "channel_id", "message_id"
                           "by_author", "predicted_label", "label", "text", "model_version", "created_at"))
 _LIST = f"""
 SELECT {_ROW_COLUMNS} FROM corrections
-WHERE (:guild IS NULL OR guild_id = :guild)
-  AND (:label IS NULL OR label = :label COLLATE NOCASE)
-  AND (:source IS NULL OR source = :source)
-  AND (:since IS NULL OR created_at >= :since)
+WHERE (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)
+  AND (CAST(:label AS TEXT) IS NULL OR lower(label) = lower(:label))
+  AND (CAST(:source AS TEXT) IS NULL OR source = :source)
+  AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR created_at >= :since)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 """
-# Ids travel as one JSON array, so a bulk change is one statement whatever the number of ids.
-_CHOSEN = "id IN (SELECT value FROM json_each(:ids))"
-_MISSING = "SELECT value FROM json_each(:ids) WHERE value NOT IN (SELECT id FROM corrections) ORDER BY value"
-_DELETE_CHOSEN = f"DELETE FROM corrections WHERE {_CHOSEN}"
 _IMPORTED = "source = 'import' AND message_id IS NULL"  # the rows V4 keeps unique per (text, label)
-_COUNT_UNCHANGED = f"SELECT COUNT(*) FROM corrections WHERE {_CHOSEN} AND label = :label"
-# An imported row whose text already has an imported example with the new label becomes that one.
-_MERGE_INTO_EXISTING = f"""
+
+
+def _by_ids(ids: str) -> dict[str, str]:
+    """The statements on chosen ids; ``ids`` is the dialect's query of the ids in the JSON array ``:ids``."""
+    chosen = f"id IN ({ids})"
+    return {
+        "missing": f"SELECT value FROM ({ids}) AS chosen WHERE value NOT IN (SELECT id FROM corrections) "
+                   "ORDER BY value",
+        "delete": f"DELETE FROM corrections WHERE {chosen}",
+        "unchanged": f"SELECT COUNT(*) FROM corrections WHERE {chosen} AND label = :label",
+        # An imported row whose text already has an imported example with the new label becomes that one.
+        "merge_into_existing": f"""
 DELETE FROM corrections
-WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED}
+WHERE {chosen} AND label <> :label AND {_IMPORTED}
   AND EXISTS (SELECT 1 FROM corrections AS other
               WHERE other.source = 'import' AND other.message_id IS NULL
                 AND other.text = corrections.text AND other.label = :label)
-"""
-# Chosen imported rows sharing a text would collide with each other: the oldest of them stays.
-_MERGE_TWINS = f"""
+""",
+        # Chosen imported rows sharing a text would collide with each other: the oldest of them stays.
+        "merge_twins": f"""
 DELETE FROM corrections
-WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED}
+WHERE {chosen} AND label <> :label AND {_IMPORTED}
   AND id NOT IN (SELECT MIN(id) FROM corrections
-                 WHERE {_CHOSEN} AND label <> :label AND {_IMPORTED} GROUP BY text)
-"""
-_RELABEL = f"UPDATE corrections SET label = :label WHERE {_CHOSEN} AND label <> :label"
+                 WHERE {chosen} AND label <> :label AND {_IMPORTED} GROUP BY text)
+""",
+        "relabel": f"UPDATE corrections SET label = :label WHERE {chosen} AND label <> :label",
+    }
+
+
+# Ids travel as one JSON array, so a bulk change is one statement whatever the number of ids.
+_BY_IDS = {
+    "sqlite": _by_ids("SELECT value FROM json_each(:ids)"),
+    "postgresql": _by_ids("SELECT CAST(value AS BIGINT) AS value FROM json_array_elements_text(CAST(:ids AS json))"),
+}
 
 
 class NoSuchCorrections(ValueError):
@@ -139,9 +150,9 @@ def _id_array(ids: Sequence[int]) -> str:
         raise ValueError(f"correction ids must be integers, got {list(ids)!r}") from None
 
 
-async def _require_ids(db: aiosqlite.Connection, ids: str) -> None:
+async def _require_ids(db: Any, sql: dict[str, str], ids: str) -> None:
     """Inside the write transaction: NoSuchCorrections unless every id is stored."""
-    missing = [value for (value,) in await db.execute_fetchall(_MISSING, {"ids": ids})]
+    missing = [value for (value,) in await db.execute_fetchall(sql["missing"], {"ids": ids})]
     if missing:
         raise NoSuchCorrections(missing)
 
@@ -153,7 +164,7 @@ def _list_params(guild_id: int | None, label: str | None, source: str | None, si
     if limit is not None and int(limit) < 0:
         raise ValueError(f"limit must be 0 or more, got {limit!r}")
     return {"guild": opt_int(guild_id), "label": label, "source": source,
-            "since": None if since is None else float(since), "limit": -1 if limit is None else int(limit)}
+            "since": None if since is None else float(since), "limit": NO_LIMIT if limit is None else int(limit)}
 
 
 def _row(values: Sequence[Any]) -> CorrectionRow:
@@ -164,7 +175,7 @@ def _row(values: Sequence[Any]) -> CorrectionRow:
 _DELETE_OF_MESSAGE = "DELETE FROM corrections WHERE message_id = ?"
 
 
-async def delete_message_corrections(db: aiosqlite.Connection, message_ids: Sequence[int]) -> int:
+async def delete_message_corrections(db: Any, message_ids: Sequence[int]) -> int:
     """Inside a write transaction: delete every correction of these messages (their text goes with them)."""
     cursor = await db.executemany(_DELETE_OF_MESSAGE, [(message_id,) for message_id in message_ids])
     return cursor.rowcount
@@ -180,7 +191,7 @@ def _filters(since: float | None, guild_id: int | None, shared: bool = False) ->
     return {"since": since, "guild": opt_int(guild_id), "shared": int(bool(shared))}
 
 
-class CorrectionStore(SQLiteConnection):
+class CorrectionStore(StoreBase):
     """Corrections and imported examples, and the training examples they resolve to."""
 
     def _init_corrections(self, labels: tuple[str, ...] | None) -> None:
@@ -195,7 +206,7 @@ class CorrectionStore(SQLiteConnection):
         self._require_open()
         params = _params(check_correction(c, self.labels), time.time())
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Any) -> None:
             await db.execute(_UPSERT, params)
 
         await self._write("save a correction", body)
@@ -215,7 +226,7 @@ class CorrectionStore(SQLiteConnection):
         imported = [_params(c, now) for c in checked if c.imported]
         others = [_params(c, now) for c in checked if not c.imported]
 
-        async def body(db: aiosqlite.Connection) -> int:
+        async def body(db: Any) -> int:
             added = 0
             if imported:  # rowcount sums over the batch; skipped repeats count 0
                 added += (await db.executemany(_INSERT_IMPORTED, imported)).rowcount
@@ -268,9 +279,11 @@ class CorrectionStore(SQLiteConnection):
         self._require_open()
         chosen = _id_array(ids)
 
-        async def body(db: aiosqlite.Connection) -> int:
-            await _require_ids(db, chosen)
-            return (await db.execute(_DELETE_CHOSEN, {"ids": chosen})).rowcount
+        sql = _BY_IDS[self.dialect]
+
+        async def body(db: Any) -> int:
+            await _require_ids(db, sql, chosen)
+            return (await db.execute(sql["delete"], {"ids": chosen})).rowcount
 
         return 0 if chosen == "[]" else await self._write("delete corrections", body)
 
@@ -284,12 +297,14 @@ class CorrectionStore(SQLiteConnection):
         self._require_open()
         params = {"ids": _id_array(ids), "label": check_label(label, self.labels)}
 
-        async def body(db: aiosqlite.Connection) -> RelabelCounts:
-            await _require_ids(db, params["ids"])
-            unchanged = (await db.execute_fetchall(_COUNT_UNCHANGED, params))[0][0]
-            merged = (await db.execute(_MERGE_INTO_EXISTING, params)).rowcount
-            merged += (await db.execute(_MERGE_TWINS, params)).rowcount
-            relabelled = (await db.execute(_RELABEL, params)).rowcount
+        sql = _BY_IDS[self.dialect]
+
+        async def body(db: Any) -> RelabelCounts:
+            await _require_ids(db, sql, params["ids"])
+            unchanged = (await db.execute_fetchall(sql["unchanged"], params))[0][0]
+            merged = (await db.execute(sql["merge_into_existing"], params)).rowcount
+            merged += (await db.execute(sql["merge_twins"], params)).rowcount
+            relabelled = (await db.execute(sql["relabel"], params)).rowcount
             return RelabelCounts(relabelled=relabelled, merged=merged, unchanged=unchanged)
 
         if params["ids"] == "[]":

@@ -9,8 +9,7 @@ of model versions is on disk, not here: :mod:`bot.services.guild_data` removes b
 from __future__ import annotations
 
 import time
-
-import aiosqlite
+from typing import Any
 
 from .guilds import GuildStore
 from .privacy import PrivacyStore
@@ -42,7 +41,7 @@ class DepartureStore(PrivacyStore, GuildStore):
         self._require_open()
         args = (int(guild_id), time.time() if at is None else float(at))
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Any) -> None:
             await db.execute(_MARK_LEFT, args)
 
         await self._write("note that the bot left a server", body)
@@ -51,7 +50,7 @@ class DepartureStore(PrivacyStore, GuildStore):
         """The bot is in ``guild_id`` (again): nothing of it will be forgotten. True if it had been marked as left."""
         self._require_open()
 
-        async def body(db: aiosqlite.Connection) -> bool:
+        async def body(db: Any) -> bool:
             return (await db.execute(_MARK_PRESENT, (int(guild_id),))).rowcount > 0
 
         return await self._write("note that the bot is in a server", body)
@@ -69,7 +68,7 @@ class DepartureStore(PrivacyStore, GuildStore):
         self._require_open()
         guild_id = int(guild_id)
 
-        async def body(db: aiosqlite.Connection) -> dict[str, int]:
+        async def body(db: Any) -> dict[str, int]:
             buffered = self._discard_buffered(lambda row: row.guild_id != guild_id)
             counts = {name: (await db.execute(sql, (guild_id,))).rowcount for name, sql in _FORGET}
             counts["predictions"] += buffered

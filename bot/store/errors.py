@@ -15,8 +15,8 @@ from pathlib import Path
 class StoreError(RuntimeError):
     """The database could not be used (disk full, read-only, locked, corrupt...).
 
-    ``reason`` is a short machine-readable code ("full", "readonly", "locked",
-    "cantopen", "io", "corrupt", "newer", "old", "closed", "error") so callers can pick a
+    ``reason`` is a short machine-readable code ("full", "readonly", "locked", "cantopen",
+    "unavailable", "io", "corrupt", "constraint", "newer", "old", "closed", "error") so callers can pick a
     user-facing message; ``str(err)`` is already a human sentence naming the file.
     """
 
@@ -57,6 +57,9 @@ def translate_error(exc: sqlite3.Error, path: str, action: str) -> StoreError:
     """Turn a raw sqlite3 error into a StoreError with a sentence a human can act on."""
     text = str(exc)
     lowered = text.lower()
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(f"Could not {action} ({path}): the database refused the data, which breaks one of its "
+                          f"constraints. [SQLite: {text}]", path=path, reason="constraint")
     reason, explanation = next(
         ((reason, explanation) for needle, reason, explanation in _ERROR_KINDS if needle in lowered),
         ("error", "SQLite reported an error"),

@@ -11,19 +11,18 @@ import json
 import time
 from typing import Any
 
-import aiosqlite
-
 from .records import GuildSettings, check_guild_changes
 from .review import ReviewStore
 
 _SELECT = """
 SELECT enabled, threshold, show_neutral, reactions, review, share,
-       (SELECT json_group_array(channel_id) FROM guild_channels
-        WHERE guild_id = s.guild_id AND mode = 'allow') AS allowed,
-       (SELECT json_group_array(channel_id) FROM guild_channels
-        WHERE guild_id = s.guild_id AND mode = 'deny') AS denied
+       (SELECT {ids} FROM guild_channels WHERE guild_id = s.guild_id AND mode = 'allow') AS allowed,
+       (SELECT {ids} FROM guild_channels WHERE guild_id = s.guild_id AND mode = 'deny') AS denied
 FROM guild_settings AS s WHERE guild_id = ?
 """
+#: The channel ids as one JSON array ('[]' for none), in each dialect.
+_SELECTS = {"sqlite": _SELECT.format(ids="json_group_array(channel_id)"),
+            "postgresql": _SELECT.format(ids="CAST(COALESCE(json_agg(channel_id), '[]') AS text)")}
 _UPSERT = """
 INSERT INTO guild_settings (guild_id, enabled, threshold, show_neutral, reactions, review, share, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -74,7 +73,7 @@ class GuildStore(ReviewStore):
         if cached is not None:
             return cached
         generation = self._cache_generation
-        rows = await self._read("read guild settings", _SELECT, (guild_id,))
+        rows = await self._read("read guild settings", _SELECTS[self.dialect], (guild_id,))
         settings = _from_sql(rows[0]) if rows else self._defaults
         if generation != self._cache_generation:
             return settings  # the cache was dropped meanwhile: don't cache what may be older
@@ -92,7 +91,7 @@ class GuildStore(ReviewStore):
         clean = check_guild_changes(changes)
         loaded = await self.get_guild_settings(guild_id)
 
-        async def body(db: aiosqlite.Connection) -> GuildSettings:
+        async def body(db: Any) -> GuildSettings:
             # Start from the cache under the lock so concurrent updates don't lose each other.
             new = dataclasses.replace(self._guilds.get(guild_id, loaded), **clean)
             await db.execute(

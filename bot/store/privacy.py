@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-
-import aiosqlite
+from typing import Any
 
 from .corrections import delete_message_corrections
 from .predictions import PredictionStore
 from .review import ReviewStore
 
 _SELECT_OPTED_OUT = "SELECT user_id FROM opted_out_users"
-_INSERT_OPTED_OUT = "INSERT OR IGNORE INTO opted_out_users (user_id, created_at) VALUES (?, ?)"
+_INSERT_OPTED_OUT = "INSERT INTO opted_out_users (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _DELETE_OPTED_OUT = "DELETE FROM opted_out_users WHERE user_id = ?"
 _DELETE_CORRECTIONS_OF_USER = "DELETE FROM corrections WHERE corrector_id = ? OR author_id = ?"
 
@@ -28,7 +27,7 @@ class PrivacyStore(PredictionStore, ReviewStore):
     def _init_privacy(self) -> None:
         self._opted_out: set[int] = set()
 
-    async def _reload_opted_out(self, db: aiosqlite.Connection) -> None:
+    async def _reload_opted_out(self, db: Any) -> None:
         """Under the lock: replace the cache with the database's list."""
         self._opted_out = {user_id for (user_id,) in await db.execute_fetchall(_SELECT_OPTED_OUT)}
 
@@ -38,7 +37,7 @@ class PrivacyStore(PredictionStore, ReviewStore):
         self._require_open()
         user_id = int(user_id)
 
-        async def body(db: aiosqlite.Connection) -> dict[str, int]:
+        async def body(db: Any) -> dict[str, int]:
             predictions = await self._delete_author_locked(db, user_id)
             corrections = await db.execute(_DELETE_CORRECTIONS_OF_USER, (user_id, user_id))
             await self._forget_review_author_locked(db, user_id)
@@ -52,7 +51,7 @@ class PrivacyStore(PredictionStore, ReviewStore):
         self._require_open()
         ids = sorted({int(message_id) for message_id in message_ids})
 
-        async def body(db: aiosqlite.Connection) -> dict[str, int]:
+        async def body(db: Any) -> dict[str, int]:
             predictions = await self._delete_messages_locked(db, ids)
             await self._forget_review_messages_locked(db, ids)
             return {"corrections": await delete_message_corrections(db, ids), "predictions": predictions}
@@ -66,7 +65,7 @@ class PrivacyStore(PredictionStore, ReviewStore):
         self._require_open()
         user_id = int(user_id)
 
-        async def body(db: aiosqlite.Connection) -> None:
+        async def body(db: Any) -> None:
             if opted_out:
                 await db.execute(_INSERT_OPTED_OUT, (user_id, time.time()))
             else:

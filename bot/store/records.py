@@ -23,6 +23,15 @@ SOURCES = ("discord", "import", "shell")
 """Allowed values of :attr:`Correction.source`."""
 
 
+def storable(text: str) -> str:
+    """``text`` as every backend stores it: UTF-8 encodable, and no NUL (PostgreSQL's text refuses it).
+
+    Both become U+FFFD, on SQLite too, so a text reads back the same whichever database holds it.
+    """
+    text = encodable(text)
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 @dataclass(frozen=True, slots=True)
 class PredictionRow:
     """What the model said about one message (never the message text).
@@ -197,8 +206,8 @@ def check_correction(c: Correction, labels: tuple[str, ...] | None) -> Correctio
     """
     if not isinstance(c.text, str) or not c.text.strip():
         raise ValueError("correction text is empty")
-    if encodable(c.text) is not c.text:  # a lone surrogate: SQLite cannot store it, the tokenizer cannot read it
-        c = dataclasses.replace(c, text=encodable(c.text))
+    if storable(c.text) is not c.text:  # a lone surrogate or a NUL: a database cannot store it as it is
+        c = dataclasses.replace(c, text=storable(c.text))
     check_label(c.label, labels)
     if c.source not in SOURCES:
         raise ValueError(f"correction source must be one of {', '.join(SOURCES)}, got {c.source!r}")

@@ -17,12 +17,10 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import aiosqlite
-
-from model.text import encodable
-
-from .connection import SQLiteConnection
+from .base import NO_LIMIT, StoreBase
+from .records import storable
 
 DAY = 86_400.0
 KEEP = 50
@@ -48,11 +46,12 @@ class ReviewRow:
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(ReviewRow))
 _params = operator.attrgetter(*_COLUMNS)
-_UPSERT = f"INSERT OR REPLACE INTO review_queue ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_UPSERT = (f"INSERT INTO review_queue ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+           f"ON CONFLICT (message_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}")
 _ORDER = "ORDER BY confidence, created_at, message_id"  # least sure first; on a tie the older
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM review_queue WHERE guild_id = ? AND created_at >= ? {_ORDER} LIMIT ?"
 _EVICT = (f"DELETE FROM review_queue WHERE message_id IN "
-          f"(SELECT message_id FROM review_queue WHERE guild_id = ? {_ORDER} LIMIT -1 OFFSET ?)")
+          f"(SELECT message_id FROM review_queue WHERE guild_id = ? {_ORDER} LIMIT {NO_LIMIT} OFFSET ?)")
 _BOUND = "SELECT count(*), max(confidence), min(created_at) FROM review_queue WHERE guild_id = ?"
 _IS_WAITING = "SELECT 1 FROM review_queue WHERE message_id = ?"
 _DELETE_ONE = "DELETE FROM review_queue WHERE guild_id = ? AND message_id = ?"
@@ -91,7 +90,7 @@ def check_review(row: ReviewRow) -> ReviewRow:
     return ReviewRow(guild_id=int(row.guild_id), channel_id=int(row.channel_id), message_id=int(row.message_id),
                      author_id=int(row.author_id), label=row.label, confidence=confidence,
                      model_version=None if row.model_version is None else str(row.model_version),
-                     created_at=created_at, text=encodable(row.text))
+                     created_at=created_at, text=storable(row.text))
 
 
 def _cutoff(max_age: float, now: float | None) -> float:
@@ -101,7 +100,7 @@ def _cutoff(max_age: float, now: float | None) -> float:
     return (time.time() if now is None else float(now)) - max_age
 
 
-class ReviewStore(SQLiteConnection):
+class ReviewStore(StoreBase):
     """The review queue and the cached bound per server; deletes drop the bound, so it never claims too much."""
 
     def _init_review(self) -> None:
@@ -127,7 +126,7 @@ class ReviewStore(SQLiteConnection):
         if row.created_at < cutoff or (await self._review_bound(row.guild_id)).refuses(row.confidence, keep, cutoff):
             return False
 
-        async def body(db: aiosqlite.Connection) -> tuple[bool, _Bound]:
+        async def body(db: Any) -> tuple[bool, _Bound]:
             await db.execute(_DELETE_GUILD_EXPIRED, (row.guild_id, cutoff))
             await db.execute(_UPSERT, _params(row))
             await db.execute(_EVICT, (row.guild_id, keep))
@@ -147,8 +146,7 @@ class ReviewStore(SQLiteConnection):
             return bound
         async with self._lock:
             if guild_id not in self._review_bounds:
-                with self._guard("read the review queue"):
-                    rows = await self._conn().execute_fetchall(_BOUND, (guild_id,))
+                rows = await self._read_locked("read the review queue", _BOUND, (guild_id,))
                 self._review_bounds[guild_id] = _Bound(*rows[0])
             return self._review_bounds[guild_id]
 
@@ -163,7 +161,7 @@ class ReviewStore(SQLiteConnection):
         self._require_open()
         guild_id = int(guild_id)
 
-        async def body(db: aiosqlite.Connection) -> bool:
+        async def body(db: Any) -> bool:
             self._forget_review_bounds(guild_id)
             return (await db.execute(_DELETE_ONE, (guild_id, int(message_id)))).rowcount > 0
 
@@ -174,7 +172,7 @@ class ReviewStore(SQLiteConnection):
         self._require_open()
         cutoff = _cutoff(max_age, now)
 
-        async def body(db: aiosqlite.Connection) -> int:
+        async def body(db: Any) -> int:
             self._forget_review_bounds()
             return (await db.execute(_DELETE_EXPIRED, (cutoff,))).rowcount
 
@@ -182,17 +180,17 @@ class ReviewStore(SQLiteConnection):
 
     # ----------------------------------------------------------------- inside other parts' transactions
 
-    async def _clear_review_locked(self, db: aiosqlite.Connection, guild_id: int) -> int:
+    async def _clear_review_locked(self, db: Any, guild_id: int) -> int:
         """Review turned off: the server's queue goes."""
         self._forget_review_bounds(guild_id)
         return (await db.execute(_DELETE_GUILD, (guild_id,))).rowcount
 
-    async def _forget_review_messages_locked(self, db: aiosqlite.Connection, message_ids: Sequence[int]) -> int:
+    async def _forget_review_messages_locked(self, db: Any, message_ids: Sequence[int]) -> int:
         """Deleted messages leave the queue."""
         self._forget_review_bounds()
         return (await db.executemany(_DELETE_MESSAGE, [(m,) for m in message_ids])).rowcount
 
-    async def _forget_review_author_locked(self, db: aiosqlite.Connection, user_id: int) -> int:
+    async def _forget_review_author_locked(self, db: Any, user_id: int) -> int:
         """A forgotten (or opted-out) member's messages leave the queue."""
         self._forget_review_bounds()
         return (await db.execute(_DELETE_AUTHOR, (user_id,))).rowcount

@@ -1,7 +1,9 @@
-"""The schema: the migrations shipped in ``bot/migrations`` and the runner that applies them.
+"""The schema: the migrations shipped in ``bot/migrations``, one numbering for both backends.
 
-``PRAGMA user_version`` holds the version of a database; ``V{n}__{name}.sql`` takes
-it from n-1 to n. Migrations only go forward, each in its own transaction.
+``V{n}__{name}.sql`` takes a database from version n-1 to n; migrations only go forward. SQLite keeps
+its version in ``PRAGMA user_version`` and applies each step in its own transaction (:func:`migrate`);
+PostgreSQL starts from a baseline and keeps it in ``schema_version`` (:func:`postgres_migrations`,
+run by :mod:`bot.store.postgres`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,25 @@ def migrations() -> tuple[tuple[int, str, str], ...]:
 
 SCHEMA_VERSION = len(migrations())
 """The schema version this build creates and understands."""
+
+
+@functools.cache
+def postgres_migrations() -> tuple[tuple[int, str, str], ...]:
+    """The ``(version, name, sql)`` steps PostgreSQL takes to :data:`SCHEMA_VERSION`.
+
+    ``bot/migrations/postgresql/V{n}__baseline.sql`` creates version n in one step (a new database starts
+    there); after it, each version is that folder's own ``V{n}`` where the SQL differs, else the shared one.
+    """
+    own = {}
+    for entry in resources.files("bot.migrations").joinpath("postgresql").iterdir():
+        match = _MIGRATION_NAME.fullmatch(entry.name)
+        if match:
+            own[int(match[1])] = (int(match[1]), match[2], entry.read_text(encoding="utf-8"))
+    baselines = [v for v, (_, name, _) in own.items() if name == "baseline"]
+    if len(baselines) != 1:
+        raise RuntimeError(f"bot/migrations/postgresql needs exactly one V{{n}}__baseline.sql, found {baselines}")
+    baseline = baselines[0]
+    return (own[baseline], *(own.get(v, (v, name, sql)) for v, name, sql in migrations() if v > baseline))
 
 
 def split_sql(script: str) -> list[str]:

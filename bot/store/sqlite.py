@@ -1,4 +1,4 @@
-"""The SQLite :class:`Store`: the per-kind parts composed over one connection."""
+"""The SQLite :class:`Store`: the parts over one aiosqlite connection (the embedded default)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from .connection import connect, connect_read_only
-from .counts import CountsStore
-from .departures import DepartureStore
+from .connection import SQLiteConnection, connect, connect_read_only
+from .parts import StoreParts, check_options
 from .records import GuildSettings
 
 
-class Store(DepartureStore, CountsStore):
+class Store(StoreParts, SQLiteConnection):
     """SQLite-backed store; create with :meth:`Store.open`, release with :meth:`close`.
 
     Implements :class:`bot.store.StoreProtocol`.
@@ -34,11 +33,8 @@ class Store(DepartureStore, CountsStore):
     ) -> None:
         """Private: use :meth:`open`, which also migrates and starts the caches."""
         super().__init__(db, path, read_only=read_only)
-        self._init_predictions(flush_interval, batch_size, max_buffer)
-        self._init_corrections(None if labels is None else tuple(labels))
-        self._init_privacy()
-        self._init_guilds(defaults)
-        self._init_review()
+        self._init_parts(labels=labels, flush_interval=flush_interval, batch_size=batch_size,
+                         max_buffer=max_buffer, defaults=defaults)
 
     @classmethod
     async def open(
@@ -62,10 +58,7 @@ class Store(DepartureStore, CountsStore):
         creates and migrates nothing, refuses every write, and opens even on a read-only
         filesystem (what ``export`` needs); there a damaged file is only a warning.
         """
-        if flush_interval <= 0 or batch_size < 1 or max_buffer < batch_size:
-            raise ValueError("need flush_interval > 0 and 1 <= batch_size <= max_buffer")
-        if labels is not None and (not labels or not all(isinstance(x, str) and x for x in labels)):
-            raise ValueError("labels must be a non-empty sequence of non-empty strings")
+        check_options(labels, flush_interval, batch_size, max_buffer)
         path_str = os.fspath(path)
         db = await (connect_read_only if read_only else connect)(path_str, busy_timeout_ms)
         store = cls(
@@ -85,11 +78,3 @@ class Store(DepartureStore, CountsStore):
                 await db.close()
             raise
         return store
-
-    async def _reload_caches(self, db: aiosqlite.Connection) -> None:
-        await self._reload_opted_out(db)
-        self._forget_guild_settings()
-        self._forget_review_bounds()
-
-    async def _before_close(self) -> None:
-        await self._stop_flushing()

@@ -9,14 +9,15 @@ import pytest
 
 from bot.store import Correction, Store, StoreError, UnknownLabel, migrations, split_sql
 from bot.store.records import CorrectionRow, RelabelCounts
+from tests.bot.store.backends import peek
 
 LABELS = ("anger", "joy", "sadness", "neutral")
 T0 = 1_700_006_400.0
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "bot.sqlite3", labels=LABELS)
+async def store(opener):
+    s = await opener(labels=LABELS)
     yield s
     await s.close()
 
@@ -79,12 +80,11 @@ async def test_list_filters(store: Store):
         await store.list_corrections(limit=-1)
 
 
-async def test_list_works_on_a_read_only_store_and_changes_are_refused_there(tmp_path: Path):
-    path = tmp_path / "ro.sqlite3"
-    s = await Store.open(path)
+async def test_list_works_on_a_read_only_store_and_changes_are_refused_there(opener):
+    s = await opener()
     await fill(s)
     await s.close()
-    ro = await Store.open(path, read_only=True)
+    ro = await opener(read_only=True)
     try:
         assert len(await ro.list_corrections()) == 6
         with pytest.raises(StoreError, match="read-only"):
@@ -156,8 +156,8 @@ async def test_by_author_is_stored_from_the_ids(store: Store):
     await store.add_correction(vote("mine", "joy", message=1, corrector=100, author=100))
     await store.add_correction(vote("theirs", "joy", message=2, corrector=7, author=100))
     await store.add_examples([imported("file", "joy")])
-    rows = await store._db.execute_fetchall("SELECT text, by_author FROM corrections ORDER BY id")
-    assert list(rows) == [("mine", 1), ("theirs", 0), ("file", None)]
+    rows = await peek(store, "SELECT text, by_author FROM corrections ORDER BY id")
+    assert rows == [("mine", 1), ("theirs", 0), ("file", None)]
 
 
 async def test_the_writers_label_is_the_messages_training_label(store: Store):

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
 from bot.store import Correction, PredictionRow, Store
 from bot.store.review import ReviewRow
+from tests.bot.store.backends import count, execute, refreshed
 
 DAY = 86_400.0
 G1, G2 = 1, 2
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "bot.sqlite3", flush_interval=0.05)
+async def store(opener):
+    s = await opener(flush_interval=0.05)
     yield s
     await s.close()
 
@@ -77,10 +76,10 @@ async def test_expired_rows_are_never_read_and_purged(store: Store):
     await store.offer_review(row(1, 0.2, age=DAY + 60))
     await store.offer_review(row(2, 0.9, age=DAY - 600))
     assert await waiting(store) == [2]  # 1 was too old to enter at all
-    await store._db.execute("UPDATE review_queue SET created_at = created_at - 3600")  # 2 is now 24 h 50 min old
+    await execute(store, "UPDATE review_queue SET created_at = created_at - 3600")  # 2 is now 24 h 50 min old
     assert await waiting(store) == []
     assert await store.delete_expired_reviews(DAY) == 1
-    assert (await store._db.execute_fetchall("SELECT count(*) FROM review_queue"))[0][0] == 0
+    assert await count(store, "review_queue") == 0
 
 
 async def test_expired_rows_make_room_in_a_full_queue(store: Store, monkeypatch):
@@ -163,11 +162,11 @@ async def test_text_sqlite_cannot_store_is_repaired_and_ids_are_coerced(store: S
     assert (kept.message_id, kept.guild_id) == (5, 1) and "\ud800" not in kept.text and "half" in kept.text
 
 
-async def test_another_process_emptying_the_queue_is_seen(store: Store, tmp_path: Path):
+async def test_another_process_emptying_the_queue_is_seen(store: Store, opener):
     await store.offer_review(row(1, 0.1), keep=1)
     assert not await store.offer_review(row(2, 0.5), keep=1)
-    other = sqlite3.connect(tmp_path / "bot.sqlite3", isolation_level=None)
-    other.execute("DELETE FROM review_queue")
-    other.close()
-    assert await store.refresh_if_changed()
+    other = await opener()
+    await execute(other, "DELETE FROM review_queue")
+    await other.close()
+    assert await refreshed(store)
     assert await store.offer_review(row(2, 0.5), keep=1)

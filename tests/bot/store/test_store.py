@@ -1,4 +1,8 @@
-"""Tests for bot.store: schema/migrations, every query, bad input and database failures."""
+"""Tests for bot.store: schema/migrations, every query, bad input and database failures.
+
+Tests taking ``store``, ``target`` or ``opener`` run on both backends (tests/bot/store/conftest.py);
+the others test SQLite's own machinery (PRAGMAs, files, its migrations from V1).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from bot.store import (
     UnknownLabel,
     emotion_counts_query,
     migrations,
+    open_store,
     run_retention,
     split_sql,
 )
+from bot.store.schema import postgres_migrations
+from tests.bot.store.backends import columns, count, execute, locked_by_another, peek, refreshed, writes_fail
 
 LABELS = ("anger", "joy", "sadness", "neutral")
 DAY = 86_400.0
@@ -40,7 +47,14 @@ WEIRD_TEXTS = [
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
+async def store(opener):
+    s = await opener(labels=LABELS, flush_interval=0.05)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path):
     s = await Store.open(tmp_path / "db" / "bot.sqlite3", labels=LABELS, flush_interval=0.05)
     yield s
     await s.close()
@@ -87,8 +101,8 @@ async def wait_for(predicate, timeout: float = 3.0) -> None:
 # --------------------------------------------------------------------------- schema
 
 
-async def test_fresh_database_has_latest_schema_and_pragmas(store: Store):
-    db = store._db
+async def test_fresh_database_has_latest_schema_and_pragmas(sqlite_store: Store):
+    db = sqlite_store._db
     assert (await db.execute_fetchall("PRAGMA user_version"))[0][0] == SCHEMA_VERSION
     assert (await db.execute_fetchall("PRAGMA journal_mode"))[0][0] == "wal"
     assert (await db.execute_fetchall("PRAGMA foreign_keys"))[0][0] == 1
@@ -99,6 +113,24 @@ async def test_fresh_database_has_latest_schema_and_pragmas(store: Store):
     assert "model_versions" not in tables  # model.registry owns model versions (V5)
     cols = {r[1] for r in await db.execute_fetchall("PRAGMA table_info(predictions)")}
     assert "text" not in cols  # predictions never keep message text
+
+
+async def test_both_backends_reach_the_same_schema(tmp_path: Path, pg_url: str):
+    """PostgreSQL's baseline and SQLite's V1..V8 end with the same tables and columns, at the same version."""
+    sqlite, postgres = await open_store(str(tmp_path / "s.db")), await open_store(pg_url)
+    try:
+        assert type(postgres).__name__ == "PostgresStore" and postgres.dialect == "postgresql"
+        expected = await columns(sqlite)
+        assert await columns(postgres) == {**expected, "schema_version": {"version"}}
+        assert (await peek(postgres, "SELECT version FROM schema_version")) == [(SCHEMA_VERSION,)]
+        assert [v for v, _, _ in postgres_migrations()][-1] == SCHEMA_VERSION
+        assert "text" not in expected["predictions"]  # predictions never keep message text
+    finally:
+        await sqlite.close()
+        await postgres.close()
+    again = await open_store(pg_url)  # reopening applies nothing and keeps the version
+    assert (await peek(again, "SELECT count(*), max(version) FROM schema_version")) == [(1, SCHEMA_VERSION)]
+    await again.close()
 
 
 def test_migrations_are_numbered_and_split():
@@ -203,6 +235,34 @@ async def test_newer_schema_is_refused(tmp_path: Path):
     assert info.value.reason == "newer"
 
 
+async def test_newer_schema_is_refused_on_postgresql(pg_url: str):
+    s = await open_store(pg_url)
+    await execute(s, f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
+    await s.close()
+    with pytest.raises(StoreError, match="newer") as info:
+        await open_store(pg_url)
+    assert info.value.reason == "newer"
+
+
+async def test_failed_migration_rolls_back_on_postgresql(pg_url: str, monkeypatch):
+    import bot.store.postgres as pg_mod
+
+    s = await open_store(pg_url)
+    await s.close()
+    steps = postgres_migrations() + ((SCHEMA_VERSION + 1, "broken", "CREATE TABLE ok_table (x int); NOT SQL;"),)
+    monkeypatch.setattr(pg_mod, "postgres_migrations", lambda: steps)
+    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="migrate"):
+        await open_store(pg_url)
+    monkeypatch.undo()
+    s = await open_store(pg_url)
+    try:
+        assert await peek(s, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+        assert await peek(s, "SELECT to_regclass('ok_table') IS NULL") == [(True,)]
+    finally:
+        await s.close()
+
+
 async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch):
     import bot.store.schema as store_mod  # the runner reads the migrations from here
 
@@ -221,17 +281,23 @@ async def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch):
 # --------------------------------------------------------------------------- predictions
 
 
-async def test_buffered_prediction_visible_then_flushed_in_batch(tmp_path: Path):
-    path = tmp_path / "p.sqlite3"
-    s = await Store.open(path, flush_interval=60, batch_size=10)
+async def wait_for_rows(store, table: str, n: int, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await count(store, table) != n:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{table} never reached {n} rows")
+        await asyncio.sleep(0.01)
+
+
+async def test_buffered_prediction_visible_then_flushed_in_batch(opener):
+    s = await opener(flush_interval=60, batch_size=10)
     try:
         await s.record_prediction(pred(1, label="anger"))
         assert (await s.get_prediction(1)).label == "anger"  # from the buffer
-        assert raw(path).execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+        assert await count(s, "predictions") == 0
         for i in range(2, 11):  # the 10th row fills the batch and wakes the flusher
             await s.record_prediction(pred(i))
-        con = raw(path)
-        await wait_for(lambda: con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 10)
+        await wait_for_rows(s, "predictions", 10)
         assert s.buffered == 0
         assert await s.get_prediction(1) == pred(1, label="anger")  # from the database
         assert await s.get_prediction(999) is None
@@ -239,18 +305,18 @@ async def test_buffered_prediction_visible_then_flushed_in_batch(tmp_path: Path)
         await s.close()
 
 
-async def test_interval_flush_and_close_flush(tmp_path: Path):
-    path = tmp_path / "p.sqlite3"
-    s = await Store.open(path, flush_interval=0.05, batch_size=1000)
+async def test_interval_flush_and_close_flush(opener):
+    s = await opener(flush_interval=0.05, batch_size=1000)
     await s.record_prediction(pred(1))
-    con = raw(path)
-    await wait_for(lambda: con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 1)
+    await wait_for_rows(s, "predictions", 1)
     await s.close()
 
-    s = await Store.open(path, flush_interval=60)
+    s = await opener(flush_interval=60)
     await s.record_prediction(pred(2))
     await s.close()  # must flush
-    assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 2
+    s = await opener()
+    assert await count(s, "predictions") == 2
+    await s.close()
 
 
 async def test_prediction_replaced_on_same_message(store: Store):
@@ -294,8 +360,7 @@ async def test_correction_upsert_majority_and_ties(store: Store):
     # Same user twice on message 1: the later replaces the earlier.
     await store.add_correction(corr("m1", "anger", corrector=7, at=T0))
     await store.add_correction(corr("m1", "joy", corrector=7, at=T0 + 1))
-    rows = await store._db.execute_fetchall("SELECT label FROM corrections WHERE message_id = 1")
-    assert list(rows) == [("joy",)]
+    assert await peek(store, "SELECT label FROM corrections WHERE message_id = 1") == [("joy",)]
     # Majority: two sadness vs one joy.
     await store.add_correction(corr("m1", "sadness", corrector=8, at=T0 + 2))
     await store.add_correction(corr("m1", "sadness", corrector=9, at=T0 + 3))
@@ -345,24 +410,24 @@ async def test_correction_validation(store: Store):
     assert (await store.stats())["corrections"] == 0
 
 
-async def test_any_label_accepted_without_label_list(tmp_path: Path):
-    s = await Store.open(tmp_path / "x.sqlite3")
+async def test_any_label_accepted_without_label_list(opener):
+    s = await opener()
     await s.add_correction(corr("t", "whatever"))
     assert await s.corrections_for_training() == [("t", "whatever")]
     await s.close()
 
 
-async def test_weird_text_round_trips_intact(tmp_path: Path):
-    path = tmp_path / "w.sqlite3"
-    s = await Store.open(path, labels=LABELS)
+async def test_weird_text_round_trips_intact(opener):
+    s = await opener(labels=LABELS)
     for i, text in enumerate(WEIRD_TEXTS):
         await s.add_correction(corr(text, "joy", message=i + 1, at=T0 + i))
     await s.close()
-    s = await Store.open(path, labels=LABELS)
+    s = await opener(labels=LABELS)
     got = [t for t, _ in await s.corrections_for_training()]
     await s.close()
-    assert got == WEIRD_TEXTS
-    assert len(got[1]) == 4_500 and got[0].count("\x00") == 2
+    # Intact except NUL, which every backend stores as U+FFFD (PostgreSQL's text cannot hold it)
+    assert got == [t.replace("\x00", "\ufffd") for t in WEIRD_TEXTS]
+    assert len(got[1]) == 4_500 and got[0] == "nul\ufffdinside\ufffd"
 
 
 async def test_cancelled_caller_never_leaves_half_a_transaction(store: Store):
@@ -408,12 +473,37 @@ async def test_emotion_counts_by_day_and_filters(store: Store):
     (11, None, "predictions_channel_day"),
     (None, 200, "predictions_author_day"),
 ])
-async def test_emotion_counts_use_indexes(store: Store, channel, author, index):
+async def test_emotion_counts_use_indexes(sqlite_store: Store, channel, author, index):
     sql, params = emotion_counts_query(guild_id=1, channel_id=channel, author_id=author,
                                        since=T0, until=T0 + DAY)
-    plan = " ".join(r[3] for r in await store._db.execute_fetchall("EXPLAIN QUERY PLAN " + sql, params))
+    plan = " ".join(r[3] for r in await sqlite_store._db.execute_fetchall("EXPLAIN QUERY PLAN " + sql, params))
     assert index in plan, plan
     assert "COVERING INDEX" in plan and "TEMP B-TREE" not in plan  # no table, no sort
+
+
+@pytest.mark.parametrize(("channel", "author", "index"), [
+    (None, None, "predictions_guild_day"),
+    (11, None, "predictions_channel_day"),
+    (None, 200, "predictions_author_day"),
+])
+async def test_emotion_counts_use_the_day_indexes_on_postgresql(pg_url, channel, author, index):
+    """The query spells the day as the indexes do (DAY_EXPR): PostgreSQL can answer from them alone."""
+    from bot.store.postgres import bind
+
+    s = await open_store(pg_url)
+    try:
+        sql, params = emotion_counts_query(guild_id=1, channel_id=channel, author_id=author, since=T0,
+                                           until=T0 + DAY, dialect="postgresql")
+        text, args = bind(sql, params)
+
+        async def explain(conn):
+            await conn.execute("SET enable_seqscan = off")
+            return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + text, *args))
+
+        plan = await s._with_connection("explain", explain)
+        assert index in plan and "Only Scan" in plan, plan
+    finally:
+        await s.close()
 
 
 async def test_label_counts_and_stats(store: Store):
@@ -467,9 +557,8 @@ async def test_forget_messages_deletes_their_corrections_and_predictions_buffere
     assert sorted(await store.corrections_for_training()) == [("imported", "joy"), ("kept", "joy")]
 
 
-async def test_opt_out_cache_follows_database(tmp_path: Path):
-    path = tmp_path / "o.sqlite3"
-    s = await Store.open(path)
+async def test_opt_out_cache_follows_database(opener):
+    s = await opener()
     await s.set_opted_out(1, True)
     await s.set_opted_out(1, True)  # idempotent
     await s.set_opted_out(2, True)
@@ -477,29 +566,29 @@ async def test_opt_out_cache_follows_database(tmp_path: Path):
     assert await s.is_opted_out(1) and not await s.is_opted_out(2)
     assert await s.opted_out_users() == {1}
     # A failed write must not change the cache.
-    await s._db.execute("PRAGMA query_only = ON")
-    with pytest.raises(StoreError):
-        await s.set_opted_out(3, True)
+    async with writes_fail(s):
+        with pytest.raises(StoreError):
+            await s.set_opted_out(3, True)
     assert not await s.is_opted_out(3)
-    await s._db.execute("PRAGMA query_only = OFF")
     await s.close()
-    s = await Store.open(path)
+    s = await opener()
     assert await s.opted_out_users() == {1}
     await s.close()
 
 
-async def test_caches_follow_another_process_through_data_version(tmp_path: Path):
-    path = tmp_path / "shared.sqlite3"
-    bot_a, bot_b = await Store.open(path), await Store.open(path)
+async def test_caches_follow_another_process(opener):
+    """SQLite: PRAGMA data_version; PostgreSQL: the triggers' NOTIFY. Either way a process ignores its own writes."""
+    bot_a, bot_b = await opener(), await opener()
     try:
         assert (await bot_a.get_guild_settings(5)).enabled  # cached
         assert not await bot_a.refresh_if_changed()  # nobody else wrote
         await bot_a.set_opted_out(9, True)
+        await asyncio.sleep(0.1)  # time for a notification to arrive, were one sent
         assert not await bot_a.refresh_if_changed()  # its own commits don't count
         await bot_b.set_opted_out(1, True)
         await bot_b.update_guild_settings(5, enabled=False)
         assert not await bot_a.is_opted_out(1)  # stale until the check
-        assert await bot_a.refresh_if_changed()
+        assert await refreshed(bot_a)
         assert await bot_a.is_opted_out(1) and await bot_a.is_opted_out(9)
         assert not (await bot_a.get_guild_settings(5)).enabled
         assert not await bot_a.refresh_if_changed()
@@ -525,9 +614,8 @@ def test_channel_enabled_rules():
     assert not allow.channel_enabled(60, parent_id=3)
 
 
-async def test_guild_settings_defaults_update_and_persist(tmp_path: Path):
-    path = tmp_path / "g.sqlite3"
-    s = await Store.open(path)
+async def test_guild_settings_defaults_update_and_persist(opener):
+    s = await opener()
     assert await s.get_guild_settings(1) == GuildSettings()
     new = await s.update_guild_settings(1, threshold=0.7, allowed_channels=[5, "6"], reactions=False)
     assert new == GuildSettings(threshold=0.7, allowed_channels=frozenset({5, 6}), reactions=False)
@@ -537,7 +625,7 @@ async def test_guild_settings_defaults_update_and_persist(tmp_path: Path):
     await asyncio.gather(s.update_guild_settings(1, show_neutral=True),
                          s.update_guild_settings(1, enabled=False))
     await s.close()
-    s = await Store.open(path)
+    s = await opener()
     got = await s.get_guild_settings(1)
     assert got == GuildSettings(enabled=False, denied_channels=frozenset({9}), threshold=0.7,
                                 show_neutral=True, reactions=False)
@@ -559,11 +647,13 @@ async def test_guild_settings_validation(store: Store, changes):
 
 
 async def test_retention_deletes_only_old_rows_in_chunks(store: Store):
-    old = [(i, 1, 10, 100, "joy", 0.5, "v1", T0 - 40 * DAY) for i in range(12_000)]
-    await store._db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", old)
+    old = [pred(i, at=T0 - 40 * DAY) for i in range(2_500)]  # three chunks of _RETENTION_CHUNK
+    for row in old:
+        await store.record_prediction(row)
+    await store.flush()
     await store.record_prediction(pred(20_000, at=T0 - 31 * DAY))  # buffered and old
     await store.record_prediction(pred(20_001, at=T0 - DAY))  # recent
-    assert await store.delete_predictions_older_than(30, now=T0) == 12_001
+    assert await store.delete_predictions_older_than(30, now=T0) == 2_501
     await store.flush()
     assert (await store.stats())["predictions"] == 1
     assert await run_retention(store, 0) == 1  # uses the real clock: everything is older
@@ -572,10 +662,9 @@ async def test_retention_deletes_only_old_rows_in_chunks(store: Store):
 async def test_run_retention_survives_store_errors(store: Store, caplog):
     await store.record_prediction(pred(1, at=T0))
     await store.flush()
-    await store._db.execute("PRAGMA query_only = ON")
-    assert await run_retention(store, 1) == 0
+    async with writes_fail(store):
+        assert await run_retention(store, 1) == 0
     assert "Retention pass failed" in caplog.text
-    await store._db.execute("PRAGMA query_only = OFF")
 
 
 # --------------------------------------------------------------------------- interface
@@ -584,13 +673,16 @@ async def test_run_retention_survives_store_errors(store: Store, caplog):
 def test_store_implements_the_protocol_with_coroutines():
     import inspect
 
+    from bot.store.postgres import PostgresStore
+
     members = [name for name in dir(StoreProtocol) if not name.startswith("_")]
     methods = [name for name in members if inspect.iscoroutinefunction(getattr(StoreProtocol, name))]
     assert {"record_prediction", "add_correction", "forget_user", "forget_messages",
             "update_guild_settings"} <= set(methods)
-    for name in methods:
-        assert inspect.iscoroutinefunction(getattr(Store, name)), name
-        assert inspect.signature(getattr(Store, name)) == inspect.signature(getattr(StoreProtocol, name)), name
+    for backend in (Store, PostgresStore):
+        for name in methods:
+            assert inspect.iscoroutinefunction(getattr(backend, name)), name
+            assert inspect.signature(getattr(backend, name)) == inspect.signature(getattr(StoreProtocol, name)), name
     for gone in ("add_model_version", "set_current_model_version", "current_model_version",
                  "list_model_versions"):
         assert not hasattr(Store, gone)
@@ -605,15 +697,13 @@ async def test_open_store_is_a_store_protocol(store: Store):
 
 async def test_full_disk_gives_clear_error_and_no_partial_rows(store: Store):
     await store.add_correction(corr("small", "joy"))
-    pages = (await store._db.execute_fetchall("PRAGMA page_count"))[0][0]
-    await store._db.execute(f"PRAGMA max_page_count = {pages}")
-    batch = [corr("y" * 2_000, "joy", message=None, corrector=None) for _ in range(200)]
-    with pytest.raises(StoreError) as info:
-        await store.add_examples(batch)
+    batch = [corr(f"y{i}" * 1_000, "joy", message=None, corrector=None) for i in range(200)]
+    async with writes_fail(store, "full"):
+        with pytest.raises(StoreError) as info:
+            await store.add_examples(batch)
     assert info.value.reason == "full"
     assert "disk is full" in str(info.value) and store.path in str(info.value)
     assert await store.count_corrections() == 1  # all or nothing
-    await store._db.execute("PRAGMA max_page_count = 1073741823")
     assert await store.add_examples(batch) == 200  # the store stays usable
 
 
@@ -634,18 +724,12 @@ async def test_read_only_database(tmp_path: Path):
         await ro.close()
 
 
-async def test_locked_database_then_recovers(tmp_path: Path):
-    path = tmp_path / "l.sqlite3"
-    s = await Store.open(path, busy_timeout_ms=50)
-    other = raw(path)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+async def test_locked_database_then_recovers(opener, target):
+    s = await opener(busy_timeout_ms=50)
+    async with locked_by_another(s, target):
         with pytest.raises(StoreError) as info:
             await s.add_correction(corr("t", "joy"))
-        assert info.value.reason == "locked" and "locked by another process" in str(info.value)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+        assert info.value.reason == "locked" and "lock" in str(info.value)
     await s.add_correction(corr("t", "joy"))
     assert await s.count_corrections() == 1
     await s.close()
@@ -665,13 +749,10 @@ async def test_unopenable_paths(tmp_path: Path):
     assert info.value.reason == "corrupt"
 
 
-async def test_failing_background_flush_logs_once_keeps_rows_and_recovers(tmp_path: Path, caplog):
+async def test_failing_background_flush_logs_once_keeps_rows_and_recovers(opener, target, caplog):
     caplog.set_level(logging.INFO, logger="bot.store")
-    path = tmp_path / "f.sqlite3"
-    s = await Store.open(path, flush_interval=0.02, busy_timeout_ms=10)
-    other = raw(path)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
+    s = await opener(flush_interval=0.02, busy_timeout_ms=10)
+    async with locked_by_another(s, target):
         for i in range(5):
             await s.record_prediction(pred(i))
         await asyncio.sleep(0.3)  # several failed attempts
@@ -682,33 +763,28 @@ async def test_failing_background_flush_logs_once_keeps_rows_and_recovers(tmp_pa
         with pytest.raises(StoreError):
             await s.flush()
         assert (await s.get_prediction(3)) is not None
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     # the buffer empties when a flush starts; "works again" is said once that flush has committed
     await wait_for(lambda: "works again" in caplog.text)
     assert s.buffered == 0 and (await s.stats())["predictions"] == 5
     await s.close()
 
 
-async def test_buffer_is_bounded_while_failing(tmp_path: Path, caplog):
-    path = tmp_path / "b.sqlite3"
-    s = await Store.open(path, flush_interval=60, batch_size=5, max_buffer=20, busy_timeout_ms=10)
-    await s._db.execute("PRAGMA query_only = ON")
-    for i in range(50):
-        await s.record_prediction(pred(i))
-    with pytest.raises(StoreError):
-        await s.flush()
-    assert s.buffered <= 20 and s.dropped_predictions >= 30
-    assert await s.get_prediction(49) is not None  # the newest survive
-    assert await s.get_prediction(0) is None
-    assert sum("dropping the oldest" in r.getMessage() for r in caplog.records) == 1
-    await s._db.execute("PRAGMA query_only = OFF")
+async def test_buffer_is_bounded_while_failing(opener, caplog):
+    s = await opener(flush_interval=60, batch_size=5, max_buffer=20, busy_timeout_ms=10)
+    async with writes_fail(s):
+        for i in range(50):
+            await s.record_prediction(pred(i))
+        with pytest.raises(StoreError):
+            await s.flush()
+        assert s.buffered <= 20 and s.dropped_predictions >= 30
+        assert await s.get_prediction(49) is not None  # the newest survive
+        assert await s.get_prediction(0) is None
+        assert sum("dropping the oldest" in r.getMessage() for r in caplog.records) == 1
     await s.close()
 
 
-async def test_closed_store_raises_store_error(tmp_path: Path):
-    s = await Store.open(tmp_path / "c.sqlite3")
+async def test_closed_store_raises_store_error(opener):
+    s = await opener()
     await s.close()
     await s.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
