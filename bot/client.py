@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import command_sync
 from bot.errors import install_error_handler
-from bot.pacer import ReactionPacer
+from bot.pacer import ReactionPacer, SharedRateLimiter
 from bot.pacer import trace_config as pacer_trace
 from bot.services import Services, open_store
 from bot.settings import Settings
@@ -114,11 +114,13 @@ class EmotionBot(commands.Bot):
         self.worker = InferenceWorker(self._classifier, max_batch=self.settings.max_batch,
                                       torch_threads=self.settings.inference_threads).start()
         self.services = Services.build(self.settings, self.store, self.worker)
+        await self.services.retraining.listen()  # with PostgreSQL: follow what the other processes deploy
         heads = await self.services.serving.heads_for(self._classifier)  # the servers' own models
         if heads:
             self.services.serving.swap(self._classifier, heads)
         self.pacer = ReactionPacer(channel_rate=self.settings.channel_reactions_per_s,
                                    global_rate=self.settings.global_requests_per_s,
+                                   global_limit=self._bot_wide_budget(),
                                    max_age=self.settings.reaction_max_age)
         install_error_handler(self.tree)
         for extension in EXTENSIONS:
@@ -128,9 +130,22 @@ class EmotionBot(commands.Bot):
                 log.exception("failed to load extension %s", extension)
         await self.sync_commands()
 
+    def _bot_wide_budget(self) -> SharedRateLimiter | None:
+        """With PostgreSQL every process of the bot draws its reactions from one budget (EMOTION_GLOBAL_REQUESTS_PER_S
+        is the bot's, not a process's); interaction responses never wait for it (Discord does not count them)."""
+        lease = getattr(self.store, "lease_requests", None)
+        if lease is None:
+            return None
+        rate = self.settings.global_requests_per_s
+        return SharedRateLimiter(lambda n: lease("rest", rate, max(1.0, rate), n), rate)
+
     async def sync_commands(self) -> None:
         """Sync to one guild when EMOTION_GUILD_ID is set (instant), else globally (up to an hour); only when
-        the commands changed since the last sync (``bot.command_sync``)."""
+        the commands changed since the last sync (``bot.command_sync``). In a cluster only the process
+        running shard 0 syncs: the commands are the application's, not a shard's."""
+        shard_ids = getattr(self, "shard_ids", None)
+        if shard_ids is not None and 0 not in shard_ids:
+            return
         try:
             self.commands_synced = await command_sync.sync_commands(
                 self.tree, self.application_id, self.settings.guild_id,
@@ -180,3 +195,20 @@ class EmotionBot(commands.Bot):
                 except Exception:  # noqa: BLE001 - keep closing the rest
                     log.exception("closing %s failed", name)
         await super().close()
+
+
+class ShardedEmotionBot(EmotionBot, commands.AutoShardedBot):
+    """The bot running some shards of the application (``run --shards 0-3 --shard-count 8``).
+
+    Discord puts a server on shard ``(guild_id >> 22) % shard_count``; each process of a cluster runs a
+    disjoint range, and discord.py's AutoShardedBot runs this range in one process (IDENTIFYs paced by
+    the application's ``max_concurrency``).
+    """
+
+
+def make_bot(settings: Settings, classifier: Classifier, *, shard_ids: list[int] | None = None,
+             shard_count: int | None = None, **options) -> EmotionBot:
+    """One bot for every shard (the default), or the given shards of ``shard_count``."""
+    if shard_ids is None and shard_count is None:
+        return EmotionBot(settings, classifier, **options)
+    return ShardedEmotionBot(settings, classifier, shard_ids=shard_ids, shard_count=shard_count, **options)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -69,6 +71,52 @@ class RateLimiter:
         self.tokens -= 1
 
 
+class SharedRateLimiter:
+    """A bucket every process of the bot draws from: tokens are leased from the database a few at a time.
+
+    ``lease(n)`` returns how many of ``n`` tokens the bot-wide bucket granted (PostgreSQL:
+    :meth:`bot.store.postgres.PostgresConnection.lease_requests`). A lease is a tenth of a second's
+    budget at most, so one process never holds what another could spend now. While the database
+    fails, a local bucket at ``fallback_share`` of the rate keeps the bot under the limit on its own.
+    """
+
+    def __init__(self, lease: Callable[[int], Awaitable[int]], rate: float, *, fallback_share: float = 0.25,
+                 clock: Callable[[], float] = monotonic) -> None:
+        self.rate = rate
+        self.lease = lease
+        self.tokens = 0.0
+        self.batch = max(1, math.ceil(rate / 10))
+        self.fallback = RateLimiter(rate * fallback_share, burst=1, clock=clock)
+        self.clock = clock
+        self._failing_until = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while self.tokens < 1:
+                if self.clock() < self._failing_until:
+                    await self.fallback.acquire()
+                    return
+                try:
+                    self.tokens += await self.lease(self.batch)
+                except Exception as exc:  # noqa: BLE001 - a store error or a dead connection: never stop reacting
+                    if not self._failing_until:
+                        log.warning("could not lease from the bot-wide REST budget (%s); pacing this process "
+                                    "alone at %.1f requests/s until it works", exc, self.fallback.rate)
+                    self._failing_until = self.clock() + 5.0
+                    continue
+                if self._failing_until:
+                    log.info("the bot-wide REST budget works again")
+                    self._failing_until = 0.0
+                if self.tokens < 1:
+                    await asyncio.sleep(max(0.01, (1 - self.tokens) / self.rate))
+            self.tokens -= 1
+
+    def charge(self) -> None:
+        """A retry this process made: paid from the next lease."""
+        self.tokens -= 1
+
+
 @dataclass(slots=True, eq=False)
 class _Job:
     action: Callable[[], Awaitable[object]]
@@ -76,6 +124,7 @@ class _Job:
     what: str
     channel_id: int
     key: Hashable | None = None
+    priority: float = 1.0  # the prediction's confidence: when a queue is full, the least sure goes first
     requests: int = 0  # HTTP attempts seen by the trace: more than one means discord.py retried
     landed: bool = False  # Discord answered 2xx: the reaction is there, whatever happens to the call after
 
@@ -127,15 +176,21 @@ class ReactionPacer:
     """One bounded queue per channel, drained by a task that exits when the queue is empty."""
 
     def __init__(self, *, channel_rate: float = 3.5, global_rate: float = 40.0, max_age: float = 30.0,
-                 max_queue: int | None = None, block_for: float = 600.0,
+                 max_queue: int | None = None, block_for: float = 600.0, backlog_after: float = 2.0,
+                 global_limit: RateLimiter | SharedRateLimiter | None = None,
                  clock: Callable[[], float] = monotonic) -> None:
+        """``backlog_after``: once a channel's oldest reaction has waited that long, the budget is short there,
+        and the newest is served first (a late emoji is worth less than a fresh one); ``global_limit``: the
+        bot's budget (default: this process's own, at ``global_rate``)."""
         self.channel_rate = channel_rate
+        self.backlog_after = backlog_after
         self.max_age = max_age
         self.max_queue = max_queue or max(8, int(channel_rate * max_age))
         self.block_for = block_for
         self.clock = clock
-        self.global_limit = RateLimiter(global_rate, clock=clock)
+        self.global_limit = global_limit or RateLimiter(global_rate, clock=clock)
         self.stats = PacerStats()
+        self._reported = (clock(), PacerStats())  # the last drop report: when, and the counters then
         self._queues: dict[int, collections.deque[_Job]] = {}
         self._limits: dict[int, RateLimiter] = {}
         self._tasks: dict[int, asyncio.Task] = {}
@@ -149,7 +204,7 @@ class ReactionPacer:
     # -- submitting ------------------------------------------------------------------------------
 
     def submit(self, channel_id: int, action: Callable[[], Awaitable[object]], *, received: float | None = None,
-               what: str = "reaction", key: Hashable | None = None) -> bool:
+               what: str = "reaction", key: Hashable | None = None, priority: float = 1.0) -> bool:
         """Queue ``action`` (e.g. ``lambda: message.add_reaction(emoji)``); False if it was not taken.
 
         With ``key`` (the message id), a job of that key still queued is replaced in place: it keeps its turn.
@@ -170,9 +225,14 @@ class ReactionPacer:
             return True
         q = self._queues.setdefault(channel_id, collections.deque())
         if len(q) >= self.max_queue:
-            self._forget(q.popleft())  # the oldest would go stale first anyway
+            least = min(q, key=lambda j: j.priority)  # the least sure; among equals the oldest (min keeps the first)
+            if least.priority > priority:
+                self.stats.dropped_overflow += 1  # the new one is the least sure of all
+                return False
+            q.remove(least)
+            self._forget(least)
             self.stats.dropped_overflow += 1
-        job = _Job(action, received, what, channel_id, key)
+        job = _Job(action, received, what, channel_id, key, priority)
         q.append(job)
         if key is not None:
             self._keyed[key] = job
@@ -251,26 +311,56 @@ class ReactionPacer:
 
     # -- draining --------------------------------------------------------------------------------
 
+    def _drop_stale(self, q: collections.deque[_Job]) -> None:
+        now = self.clock()
+        if any(now - job.received > self.max_age for job in q):
+            for job in [job for job in q if now - job.received > self.max_age]:
+                q.remove(job)
+                self._forget(job)
+                self.stats.dropped_stale += 1
+
+    def _next(self, q: collections.deque[_Job]) -> _Job:
+        """The oldest, in turn; once the oldest has waited ``backlog_after`` the budget is short: the newest."""
+        return q[-1] if self.clock() - q[0].received > self.backlog_after else q[0]
+
+    def _report_drops(self) -> None:
+        """Once a minute, what was dropped since the last report (nothing said when nothing was)."""
+        at, before = self._reported
+        now = self.clock()
+        if now - at < 60:
+            return
+        st = self.stats
+        drops = {"stale": st.dropped_stale - before.dropped_stale,
+                 "for room (the least sure)": st.dropped_overflow - before.dropped_overflow,
+                 "in channels that refused": st.dropped_blocked - before.dropped_blocked,
+                 "failed": st.failed - before.failed}
+        if any(drops.values()):  # quiet otherwise; the next drop after a quiet minute is said at once
+            log.info("reactions in the last %.0f s: %d sent; dropped %s", now - at, st.sent - before.sent,
+                     ", ".join(f"{n} {why}" for why, n in drops.items() if n))
+            self._reported = (now, dataclasses.replace(st, latencies=collections.deque()))
+
     async def _drain(self, channel_id: int) -> None:
         q = self._queues[channel_id]
         limit = self._limits.setdefault(channel_id, RateLimiter(self.channel_rate, burst=1, clock=self.clock))
         try:
             while q:
-                job = q[0]
-                if self.clock() - job.received > self.max_age:
-                    self._forget(q.popleft())
-                    self.stats.dropped_stale += 1
-                    continue
+                self._report_drops()
+                self._drop_stale(q)
+                if not q:
+                    break
                 await limit.acquire()
-                if self.clock() - job.received <= self.max_age:  # don't spend the bot's budget on a stale one
-                    await self.global_limit.acquire()
-                if not q or q[0] is not job:
-                    continue
-                self._forget(q.popleft())
-                if self.clock() - job.received > self.max_age:
-                    self.stats.dropped_stale += 1
-                    continue
+                self._drop_stale(q)
+                if not q:
+                    break
+                await self.global_limit.acquire()  # nothing stale is left to spend the bot's budget on
+                self._drop_stale(q)
+                if not q:
+                    break
+                job = self._next(q)
+                q.remove(job)
+                self._forget(job)
                 await self._send(channel_id, job)
+            self._report_drops()
         finally:
             self._tasks.pop(channel_id, None)
             if not q:

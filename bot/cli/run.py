@@ -27,24 +27,62 @@ UNREACHABLE = ("cannot reach Discord ({why}): check this machine's network conne
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)",
                        description="Log in to Discord and tag messages until SIGINT/SIGTERM.")
+    p.add_argument("--shards", type=shard_range, metavar="A-B",
+                   help="run only these shards (e.g. 0-3, or 5), for a bot split over processes; needs --shard-count")
+    p.add_argument("--shard-count", type=int, metavar="N",
+                   help="the application's number of shards (every process of the bot uses the same)")
     p.set_defaults(func=run_bot, logs_itself=True)
+    c = sub.add_parser("cluster", help="run the bot as N processes, each a range of its shards, restarted if one dies",
+                       description="Start N `run --shards` processes over the application's shards, staggered as "
+                                   "Discord's IDENTIFY limit requires; restart any that dies. They share EMOTION_DB "
+                                   "(use PostgreSQL) and EMOTION_MODELS_DIR (a path every process can read).")
+    c.add_argument("--processes", type=int, required=True, metavar="N", help="how many bot processes")
+    c.add_argument("--shard-count", type=int, metavar="N",
+                   help="the application's shards (default: what Discord recommends, from /gateway/bot)")
+    c.add_argument("--max-concurrency", type=int, metavar="N",
+                   help="IDENTIFYs Discord allows per 5 s (default: from /gateway/bot, else 1)")
+    c.set_defaults(func=run_cluster, logs_itself=True)
+
+
+def shard_range(text: str) -> list[int]:
+    """``0-3`` -> [0, 1, 2, 3]; ``5`` -> [5]."""
+    first, _, last = text.partition("-")
+    try:
+        ids = list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard range like 0-3") from None
+    if not ids or ids[0] < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard range like 0-3")
+    return ids
+
+
+def check_shards(shards: list[int] | None, count: int | None) -> None:
+    if shards is not None and count is None:
+        raise CommandError("--shards needs --shard-count (the same in every process of the bot)", EXIT_USAGE)
+    if count is not None and count < 1:
+        raise CommandError("--shard-count must be at least 1", EXIT_USAGE)
+    if shards is not None and shards[-1] >= count:
+        raise CommandError(f"--shards {shards[0]}-{shards[-1]} is outside --shard-count {count} "
+                           f"(shards are 0-{count - 1})", EXIT_USAGE)
 
 
 def run_bot(args: argparse.Namespace) -> int:
     from bot.settings import SettingsError
 
     loaded = settings()
+    shards, count = getattr(args, "shards", None), getattr(args, "shard_count", None)
+    check_shards(shards, count)
     try:
         token = loaded.require_token()
     except SettingsError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     setup_logging(loaded.log_level, token)
-    return asyncio.run(_start(loaded, token))
+    return asyncio.run(_start(loaded, token, shard_ids=shards, shard_count=count))
 
 
-async def _start(loaded, token: str) -> int:
+async def _start(loaded, token: str, *, shard_ids: list[int] | None = None, shard_count: int | None = None) -> int:
     """Database, then model, then Discord: what fails earliest is what costs the least to check."""
-    from bot.client import EmotionBot, freeze_startup_heap, open_store
+    from bot.client import freeze_startup_heap, make_bot, open_store
     from bot.store import StoreError
 
     try:  # first: a bad EMOTION_DB fails in a second, not after the model has loaded
@@ -58,7 +96,10 @@ async def _start(loaded, token: str) -> int:
         raise
     log.info("model %s (%s) on %s", classifier.source, classifier.version, classifier.device)
     freeze_startup_heap()
-    return await _serve(EmotionBot(loaded, classifier, store=store), token)
+    if shard_ids is not None:
+        log.info("shards %d-%d of %d", shard_ids[0], shard_ids[-1], shard_count)
+    bot = make_bot(loaded, classifier, store=store, shard_ids=shard_ids, shard_count=shard_count)
+    return await _serve(bot, token)
 
 
 def _load_model(loaded):
@@ -127,3 +168,55 @@ def _start_failure(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
         return UNREACHABLE.format(why=str(exc) or type(exc).__name__), EXIT_USAGE
     return None
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from bot.cluster import Cluster, split_shards
+    from bot.settings import SettingsError
+    from bot.store import is_postgres_url
+
+    loaded = settings()
+    try:
+        token = loaded.require_token()
+    except SettingsError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    setup_logging(loaded.log_level, token)
+    if args.processes < 1:
+        raise CommandError("--processes must be at least 1", EXIT_USAGE)
+    if not is_postgres_url(str(loaded.db_path)) and args.processes > 1:
+        log.warning("EMOTION_DB is a SQLite file: the processes share it on this machine only, and the REST budget, "
+                    "version changes and the training lock are not coordinated; use PostgreSQL for a cluster")
+    count, concurrency = args.shard_count, args.max_concurrency
+    if count is None or concurrency is None:
+        recommended, limit = asyncio.run(_gateway_bot(token))
+        count, concurrency = count or recommended, concurrency or limit
+    try:
+        ranges = split_shards(count, args.processes)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    log.info("cluster: %d processes over %d shards (IDENTIFY max_concurrency %d)", args.processes, count, concurrency)
+
+    def command(shards: list[int]) -> list[str]:
+        return [sys.executable, "-m", "bot", "run", "--shards", f"{shards[0]}-{shards[-1]}",
+                "--shard-count", str(count)]
+
+    return asyncio.run(Cluster(command, ranges, max_concurrency=concurrency).run())
+
+
+async def _gateway_bot(token: str) -> tuple[int, int]:
+    """Discord's recommended shard count and IDENTIFY max_concurrency for this application."""
+    import discord
+    from discord.http import HTTPClient, Route
+
+    http = HTTPClient(asyncio.get_running_loop())
+    try:
+        await http.static_login(token)
+        data = await http.request(Route("GET", "/gateway/bot"))
+    except discord.LoginFailure:
+        raise CommandError(TOKEN_REFUSED.format(how=""), EXIT_USAGE) from None
+    except (discord.HTTPException, OSError) as exc:
+        raise CommandError(UNREACHABLE.format(why=str(exc) or type(exc).__name__) + "; or give --shard-count and "
+                           "--max-concurrency", EXIT_USAGE) from None
+    finally:
+        await http.close()
+    return int(data["shards"]), int(data.get("session_start_limit", {}).get("max_concurrency", 1))

@@ -62,7 +62,7 @@ class Tagging(commands.Cog):
         emoji = tagged.emoji
         # keyed by message: a correction made while it waits replaces it (bot.cogs.feedback.swap_reaction)
         self.bot.pacer.submit(message.channel.id, lambda: message.add_reaction(emoji), received=received,
-                              key=message.id)
+                              key=message.id, priority=tagged.prediction.score)
 
     # A 403 stops the pacer reacting in that channel; these events are when the bot's permissions there may
     # have changed. Its own role assignments (GUILD_MEMBER_UPDATE) need the members intent: the pacer's

@@ -17,6 +17,7 @@ loaded ``current`` goes back to what is actually served. Model versions live in 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,12 +25,16 @@ from datetime import datetime
 from typing import Any
 
 from bot.services.common import Actor, Refusal, Serving
+from bot.store import StoreError
 from model.finetune_config import FinetuneConfig, FinetuneResult
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 from model.progress import TrainingEvent
 from model.registry import ModelVersion, Registry, RegistryError, server_root
 
 log = logging.getLogger(__name__)
+
+#: The NOTIFY channel of version changes: {"guild": id or null (the base), "from": the deploying process}.
+MODELS_CHANNEL = "emotion_machine_models"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,7 @@ class RetrainRun:
         self.service, self.job, self.examples, self.config = service, job, examples, config
         self.started_by = started_by
         self.previous = previous
+        self.lock = None  # the cluster's training lock (PostgreSQL), held from prepare to finish
 
     @property
     def guild_id(self) -> int | None:
@@ -135,7 +141,14 @@ class RetrainRun:
         except TrainingBusy:
             raise Refusal("A retrain is already running in this bot; wait for it to finish.") from None
         self.service.running = self
+        self.service.prepared = None
         return self
+
+    async def release(self) -> None:
+        """Let another process of the cluster train (done by :meth:`finish`, or for a run never started)."""
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            await lock.release()
 
     def events(self) -> AsyncIterator[TrainingEvent]:
         return self.job.events()
@@ -156,6 +169,7 @@ class RetrainRun:
         finally:
             if self.service.running is self:
                 self.service.running = None
+            await self.release()
         guild = self.guild_id
         if not result.deployed:
             return RetrainOutcome("not deployed", result, serving=self.service.serving_version(guild))
@@ -172,6 +186,7 @@ class RetrainingService:
         self.store = store
         self.serving = serving
         self.running: RetrainRun | None = None
+        self.prepared: RetrainRun | None = None  # prepared, not started yet: it holds the cluster's lock
 
     @property
     def registry(self) -> Registry:
@@ -254,8 +269,26 @@ class RetrainingService:
                           "(EMOTION_MIN_CORRECTIONS). Add them with /correct or Apps → Correct emotion.")
         config = self.config_for(force=force, overrides=overrides, guild_id=guild_id)
         previous = await asyncio.to_thread(self._current_name, guild_id)
-        return RetrainRun(self, TrainingJob(examples, config), len(examples), config,
-                          actor.name or str(actor.user_id), previous)
+        run = RetrainRun(self, TrainingJob(examples, config), len(examples), config,
+                         actor.name or str(actor.user_id), previous)
+        run.lock = await self._cluster_training_lock()
+        if run.lock is not None:
+            self.prepared = run
+        return run
+
+    async def _cluster_training_lock(self):
+        """With PostgreSQL, one training at a time across every process of the bot (an advisory lock)."""
+        if self.prepared is not None:  # prepared here but never started (its answer failed): let it go
+            await self.prepared.release()
+            self.prepared = None
+        try_lock = getattr(self.store, "try_cluster_lock", None)
+        if try_lock is None:  # SQLite: one process; the check above is the whole rule
+            return None
+        lock = await try_lock("training")
+        if lock is None:
+            raise Refusal("Another process of this bot is training a model right now (one training at a time "
+                          "across the cluster); try again in a few minutes.")
+        return lock
 
     def cancel(self, actor: Actor, run: RetrainRun | None = None) -> bool:
         """Cancel ``run`` (default: the running one) if the actor may: Manage Server in its server, the owner
@@ -284,17 +317,82 @@ class RetrainingService:
         try:
             if guild_id is not None:
                 self.serving.set_head(guild_id, await self.serving.load_head(path))
-                return None
-            classifier = await self.serving.load(path, version=version, device=self.settings.device,
-                                                 quantize=self.settings.quantize)
-            heads = await self.serving.heads_for(classifier)
+            else:
+                classifier = await self.serving.load(path, version=version, device=self.settings.device,
+                                                     quantize=self.settings.quantize)
+                self.serving.swap(classifier, await self.serving.heads_for(classifier))
         except (ModelLoadError, HeadError) as exc:
             log.error("version %s%s could not be loaded: %s", version,
                       f" of server {guild_id}" if guild_id is not None else "", exc)
             await asyncio.to_thread(self._point_back, version, previous, guild_id)
             return str(exc)
-        self.serving.swap(classifier, heads)
+        await self.announce(guild_id)
         return None
+
+    # -- the other processes of a cluster ----------------------------------------------------------
+
+    async def announce(self, guild_id: int | None) -> None:
+        """Tell the bot's other processes (PostgreSQL's NOTIFY) that a line's current version changed."""
+        notify = getattr(self.store, "notify", None)
+        if notify is None:
+            return
+        try:
+            await notify(MODELS_CHANNEL, json.dumps({"guild": guild_id, "from": self.store.origin}))
+        except StoreError as exc:  # the others then catch up at their restart; this process serves it already
+            log.warning("could not tell the other processes about the new version: %s", exc)
+
+    async def listen(self) -> None:
+        """Follow the versions other processes deploy: each announced line is reloaded from the shared models dir."""
+        subscribe = getattr(self.store, "subscribe", None)
+        if subscribe is None or self.serving is None:
+            return
+        self._following: set[asyncio.Task] = set()
+
+        def heard(payload: str) -> None:
+            try:
+                message = json.loads(payload)
+                guild_id = None if message.get("guild") is None else int(message["guild"])
+            except (ValueError, TypeError, AttributeError):
+                log.warning("ignored a malformed version announcement: %.100r", payload)
+                return
+            if message.get("from") == self.store.origin:
+                return  # this process deployed it
+            task = asyncio.get_running_loop().create_task(self.follow(guild_id))
+            self._following.add(task)
+            task.add_done_callback(self._following.discard)
+
+        await subscribe(MODELS_CHANNEL, heard)
+
+    async def follow(self, guild_id: int | None) -> bool:
+        """Serve the line's current version if it is not what this process serves; True if it swapped.
+
+        Never changes the registry (the deploying process did): a version that cannot load here is logged,
+        and this process keeps serving what it had.
+        """
+        from model.classifier import ModelLoadError
+        from model.heads import HeadError
+
+        assert self.serving is not None
+        current = await asyncio.to_thread(self._current, guild_id)
+        served = self.serving.head_of(guild_id) if guild_id is not None else self.serving.classifier
+        if (current.name if current else None) == (served.version if served is not None else None):
+            return False
+        try:
+            if guild_id is not None:
+                self.serving.set_head(guild_id, None if current is None else await self.serving.load_head(
+                    str(current.path)))
+            else:
+                source = str(current.path) if current is not None else self.settings.model
+                classifier = await self.serving.load(source, version=current.name if current else "",
+                                                     device=self.settings.device, quantize=self.settings.quantize)
+                self.serving.swap(classifier, await self.serving.heads_for(classifier))
+        except (ModelLoadError, HeadError, RegistryError) as exc:
+            log.error("another process deployed %s%s, which cannot be loaded here: %s", current and current.name,
+                      f" for server {guild_id}" if guild_id is not None else "", exc)
+            return False
+        log.info("now serving %s%s, deployed by another process", current.name if current else "the base",
+                 f" for server {guild_id}" if guild_id is not None else "")
+        return True
 
     def _point_back(self, version: str, previous: str | None, guild_id: int | None = None) -> None:
         """Keep ``current`` on the model that is actually served after ``version`` failed to load."""
@@ -323,6 +421,7 @@ class RetrainingService:
             await asyncio.to_thread(line.clear_current, reason="rollback to the base")
             if self.serving is not None:
                 self.serving.set_head(guild_id, None)
+                await self.announce(guild_id)
             return None
         try:
             target = await asyncio.to_thread(line.rollback, version)

@@ -192,6 +192,19 @@ def _server_settings(origin: str, lock_timeout_ms: int) -> dict[str, str]:
             "lock_timeout": str(int(lock_timeout_ms)), "timezone": "UTC"}
 
 
+class ClusterLock:
+    """A held advisory lock; :meth:`release` (safe twice) frees it for the other processes."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn: asyncpg.Connection | None = conn
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await conn.close(timeout=5)  # closing the session frees its advisory locks
+
+
 class PostgresConnection(StoreBase):
     """The PostgreSQL backend of :class:`bot.store.base.StoreBase`: a bounded asyncpg pool."""
 
@@ -205,6 +218,11 @@ class PostgresConnection(StoreBase):
         self._listener: asyncpg.Connection | None = None
         self._changed = True  # another process may have written: reload at the next check
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
+
+    @property
+    def origin(self) -> str:
+        """This store's random id: what its writes and announcements carry, so it can skip its own."""
+        return self._origin
 
     @classmethod
     async def _connect_pool(cls, url: str, *, pool_size: int, origin: str, lock_timeout_ms: int) -> asyncpg.Pool:
@@ -321,6 +339,30 @@ class PostgresConnection(StoreBase):
         """Announce ``payload`` on ``channel`` to every process (this one's subscribers too)."""
         await self._with_connection("announce a change",
                                     lambda conn: conn.execute("SELECT pg_notify($1, $2)", channel, payload))
+
+    async def try_cluster_lock(self, name: str) -> ClusterLock | None:
+        """Hold the cluster-wide lock ``name`` (e.g. "training") if no process holds it; None if one does.
+
+        A session-level advisory lock on a connection of its own: a process that dies frees it with its session.
+        """
+        try:
+            conn = await asyncpg.connect(self._url, timeout=10,
+                                         server_settings=_server_settings(self._origin, self._lock_timeout_ms))
+        except DB_ERRORS as exc:
+            raise translate_error(exc, self.path, f"take the {name} lock") from exc
+        try:
+            if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"emotion_machine.{name}"):
+                return ClusterLock(conn)
+        except DB_ERRORS as exc:
+            await conn.close()
+            raise translate_error(exc, self.path, f"take the {name} lock") from exc
+        await conn.close()
+        return None
+
+    async def lease_requests(self, name: str, rate: float, burst: float, want: int) -> int:
+        """Take up to ``want`` tokens from the bot-wide bucket ``name`` (``rate`` per second, ``burst`` at most)."""
+        return await self._with_connection("lease from the REST budget", lambda conn: conn.fetchval(
+            "SELECT emotion_machine_lease($1, $2, $3, $4)", name, float(rate), float(burst), int(want)))
 
     async def refresh_caches(self) -> None:
         """Reload the in-memory caches (opt-outs, guild settings) from the database."""

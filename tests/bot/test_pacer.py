@@ -12,7 +12,7 @@ import discord
 import pytest
 from aiohttp import web
 
-from bot.pacer import RateLimiter, ReactionPacer, trace_config
+from bot.pacer import RateLimiter, ReactionPacer, SharedRateLimiter, trace_config
 
 
 class _Resp:
@@ -335,3 +335,75 @@ async def test_a_reaction_that_landed_is_not_counted_stale_at_its_deadline(react
         pacer.submit(1, reaction(session, f"{base}/ok", then_sleep=5))
         await pacer.close(timeout=2)
     assert (pacer.stats.sent, pacer.stats.dropped_stale) == (1, 0)
+
+
+# --------------------------------------------------------------------------- when the budget is short
+
+
+async def test_a_backlogged_channel_serves_the_newest_first_and_drops_the_stale():
+    pacer = ReactionPacer(channel_rate=1000.0, global_rate=1000.0, max_age=30, backlog_after=2.0)
+    sent: list[str] = []
+    now = time.monotonic()
+    pacer.submit(1, recorder(sent, "stale"), received=now - 40)  # never sent
+    pacer.submit(1, recorder(sent, "waited"), received=now - 5)  # the channel is behind
+    pacer.submit(1, recorder(sent, "fresh"), received=now - 0.1)
+    await pacer.close(timeout=2)
+    assert sent == ["fresh", "waited"]
+    assert pacer.stats.dropped_stale == 1 and accounted(pacer.stats) == 3
+
+
+async def test_a_full_queue_drops_the_least_sure_first():
+    pacer = ReactionPacer(channel_rate=1.0, global_rate=1000.0, max_age=30, max_queue=3)
+    sent: list[str] = []
+    pacer.submit(7, recorder(sent, "first"), priority=0.9)  # taken by the drain at once
+    await asyncio.sleep(0.01)
+    for name, p in [("a", 0.9), ("b", 0.3), ("c", 0.8)]:
+        assert pacer.submit(7, recorder(sent, name), priority=p)
+    assert pacer.submit(7, recorder(sent, "d"), priority=0.6)  # full: b (0.3) makes room
+    assert not pacer.submit(7, recorder(sent, "e"), priority=0.1)  # less sure than every queued one
+    assert pacer.stats.dropped_overflow == 2
+    assert [job.what for job in pacer._queues[7]] == ["reaction"] * 3
+    await pacer.close(timeout=0.01)
+    assert "b" not in sent and "e" not in sent and accounted(pacer.stats) == 6
+
+
+async def test_what_was_dropped_is_said_once_a_minute(caplog):
+    caplog.set_level(logging.INFO, logger="bot.pacer")
+    now = [1000.0]
+    pacer = ReactionPacer(channel_rate=1000.0, global_rate=1000.0, max_age=30, clock=lambda: now[0])
+    for _ in range(3):
+        pacer.submit(1, lambda: asyncio.sleep(0), received=900.0)  # stale
+    now[0] += 61
+    pacer.submit(1, lambda: asyncio.sleep(0))
+    await pacer.close(timeout=2)
+    lines = [r.getMessage() for r in caplog.records if "reactions in the last" in r.getMessage()]
+    assert len(lines) == 1 and "3 stale" in lines[0], lines
+
+
+async def test_the_shared_budget_leases_a_few_tokens_at_a_time_and_falls_back_when_it_fails(caplog):
+    granted: list[int] = []
+    bucket = {"tokens": 3}
+
+    async def lease(n: int) -> int:
+        if bucket.get("down"):
+            raise OSError("database down")
+        got = min(n, bucket["tokens"])
+        bucket["tokens"] -= got
+        granted.append(got)
+        return got
+
+    limiter = SharedRateLimiter(lease, rate=40.0, fallback_share=0.25)
+    for _ in range(3):
+        await limiter.acquire()
+    assert granted == [3]  # one lease of up to a tenth of a second's budget (4) covered three requests
+    bucket["tokens"] = 10
+    limiter.charge()  # a retry: paid from the next lease
+    await limiter.acquire()
+    assert granted[-1] == 4 and limiter.tokens == 2  # a lease of a batch (4): 1 owed, 1 spent
+    bucket["down"] = True
+    limiter.tokens = 0
+    start = time.monotonic()
+    for _ in range(3):
+        await limiter.acquire()  # the local fallback: 10/s, burst 1
+    assert time.monotonic() - start >= 0.15
+    assert "pacing this process alone" in caplog.text

@@ -17,7 +17,7 @@ LAUNCH = textwrap.dedent("""
     discord.http.Route.BASE = sys.argv[1]
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(sys.argv[2])
     from bot.cli import main
-    sys.exit(main(["run"]))
+    sys.exit(main(["run", *sys.argv[3:]]))
 """)
 
 

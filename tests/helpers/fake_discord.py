@@ -17,7 +17,10 @@ REST (``/api/v10``; every request is recorded, anything unknown answers a Discor
   needs to tell a Discord 429 from a Cloudflare ban), then 204 with an exhausted bucket that resets after
   ``reaction_reset_after`` seconds (discord.py sleeps that long before the call returns)
 
-``guilds=0`` makes a bot that is in no server yet.
+``guilds=0`` makes a bot that is in no server yet; ``guilds=N`` puts it in N servers (``guild_ids``, spread over
+``shard_count`` shards as Discord does: ``(guild_id >> 22) % shard_count``). Each IDENTIFY's ``shard`` decides
+which servers its READY and GUILD_CREATEs carry, and :meth:`FakeDiscord.push_message` delivers a server's
+messages on its shard's connection, so several bot processes with disjoint shard ranges can share one fake.
 
 Gateway (at ``/``, like ``wss://gateway.discord.gg/``): HELLO (op 10), IDENTIFY (op 2; a wrong token
 closes with 4004), READY, GUILD_CREATE, heartbeat ACKs (op 11); other ops are recorded and ignored.
@@ -99,6 +102,7 @@ class GatewayConnection:
     zlib: Any = None
     seq: int = 0
     identify: dict | None = None
+    shard: int = 0  # the shard it IDENTIFYed as
     received: list[dict] = field(default_factory=list)
     heartbeats: int = 0
 
@@ -116,7 +120,7 @@ class FakeDiscord:
     def __init__(self, token: str, *, reaction_429s: int = 1, retry_after: float = 0.3,
                  heartbeat_interval_ms: int = 1_500, channels: int = 1, identify_close: int | None = None,
                  guilds: int = 1, first_put_429: bool = False, limit_headers: bool = True,
-                 reaction_reset_after: float = 0.25) -> None:
+                 reaction_reset_after: float = 0.25, shard_count: int = 1) -> None:
         if channels < 1:
             raise ValueError("the fake guild needs at least one text channel")
         self.token = token
@@ -124,8 +128,12 @@ class FakeDiscord:
         self.channel_ids: list[int] = [self.CHANNEL_ID] + [self.EXTRA_CHANNEL_BASE + i for i in range(1, channels)]
         self.reaction_429s = reaction_429s
         self.retry_after = retry_after
-        #: 0: the bot is in no server (READY lists none, no GUILD_CREATE)
+        #: 0: the bot is in no server (READY lists none, no GUILD_CREATE); more: GUILD_ID, then guild_ids[1:]
         self.guild_count = guilds
+        #: what /gateway/bot recommends; a server is on shard (guild_id >> 22) % shard_count, as on Discord
+        self.shard_count = shard_count
+        # consecutive (id >> 22) values: the servers spread over the shards in turn
+        self.guild_ids = [self.GUILD_ID + (k << 22) for k in range(guilds)]
         #: each message's first reaction PUT answers 429 (every reaction needs one of discord.py's retries)
         self.first_put_429 = first_put_429
         #: False: no X-RateLimit-* headers on reactions, so discord.py cannot pace itself
@@ -219,7 +227,27 @@ class FakeDiscord:
                 "owner": {"id": str(self.OWNER_ID), "username": "owner", "discriminator": "0", "avatar": None},
                 "team": None, "flags": 0, "summary": "", "type": None, "bot": self.bot_user()}
 
-    def guild(self) -> dict:
+    def shard_of(self, guild_id: int) -> int:
+        return (guild_id >> 22) % self.shard_count
+
+    def channel_of(self, guild_id: int) -> int:
+        """A server's first text channel (``CHANNEL_ID`` for the first server)."""
+        return self.CHANNEL_ID if guild_id == self.GUILD_ID else guild_id + 2
+
+    def guild(self, guild_id: int | None = None) -> dict:
+        """GUILD_CREATE of ``guild_id`` (default: the first server); the others have one channel each."""
+        data = self._guild()
+        if guild_id is None or guild_id == self.GUILD_ID:
+            return data
+        data = json.loads(json.dumps(data).replace(str(self.GUILD_ID), str(guild_id)))
+        data["channels"] = data["channels"][:1]
+        data["channels"][0]["id"] = str(self.channel_of(guild_id))
+        data["roles"][1]["id"] = str(guild_id + 4)
+        data["members"][0]["roles"] = [str(guild_id + 4)]
+        data["name"] = f"Fake Guild {self.guild_ids.index(guild_id)}"
+        return data
+
+    def _guild(self) -> dict:
         joined = iso(time.time() - 86_400)
         member = lambda user, roles: {"user": user, "roles": roles, "joined_at": joined, "deaf": False,  # noqa: E731
                                       "mute": False, "flags": 0, "nick": None, "avatar": None}
@@ -251,10 +279,11 @@ class FakeDiscord:
             "soundboard_sounds": [],
         }
 
-    def ready(self) -> dict:
-        guilds = [{"id": str(self.GUILD_ID), "unavailable": True}][:self.guild_count]
+    def ready(self, shard: int = 0) -> dict:
+        guilds = [{"id": str(g), "unavailable": True} for g in self.guild_ids if self.shard_of(g) == shard]
         return {"v": 10, "user": self.bot_user(), "guilds": guilds,
-                "session_id": self.session_id, "resume_gateway_url": self.gateway_url, "shard": [0, 1],
+                "session_id": self.session_id, "resume_gateway_url": self.gateway_url,
+                "shard": [shard, self.shard_count],
                 "application": {"id": str(self.APP_ID), "flags": 0}, "private_channels": [],
                 "relationships": [], "presences": [], "user_settings": {}, "session_type": "normal"}
 
@@ -273,18 +302,22 @@ class FakeDiscord:
         conn.seq += 1
         await self._send(conn, {"op": DISPATCH, "t": event, "s": conn.seq, "d": data})
 
-    def current(self) -> GatewayConnection:
-        live = [c for c in self.connections if c.identify is not None and not c.ws.closed]
+    def current(self, shard: int | None = None) -> GatewayConnection:
+        live = [c for c in self.connections if c.identify is not None and not c.ws.closed
+                and (shard is None or c.shard == shard)]
         if not live:
             raise RuntimeError("no identified gateway connection")
         return live[-1]
 
-    async def push_message(self, content: str, *, author: dict | None = None, channel_id: int | None = None) -> int:
-        """Deliver MESSAGE_CREATE from a (non-bot) guild member; returns the new message id."""
+    async def push_message(self, content: str, *, author: dict | None = None, channel_id: int | None = None,
+                           guild_id: int | None = None) -> int:
+        """Deliver MESSAGE_CREATE from a (non-bot) guild member, on its server's shard; returns the new message id."""
+        guild_id = guild_id or self.GUILD_ID
         now = time.time()
         message_id = snowflake(next(self._counter), now)
         data = {
-            "id": str(message_id), "channel_id": str(channel_id or self.CHANNEL_ID), "guild_id": str(self.GUILD_ID),
+            "id": str(message_id), "channel_id": str(channel_id or self.channel_of(guild_id)),
+            "guild_id": str(guild_id),
             "author": author or self.member_user(),
             "member": {"roles": [], "joined_at": iso(now - 86_400), "deaf": False, "mute": False, "flags": 0,
                        "nick": None, "avatar": None},
@@ -293,7 +326,7 @@ class FakeDiscord:
             "attachments": [], "embeds": [], "reactions": [], "pinned": False, "type": 0, "flags": 0,
             "components": [], "nonce": None,
         }
-        await self.dispatch("MESSAGE_CREATE", data)
+        await self.dispatch("MESSAGE_CREATE", data, self.current(self.shard_of(guild_id)))
         return message_id
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
@@ -320,9 +353,11 @@ class FakeDiscord:
                     await ws.close(code=self.identify_close or 4004, message=b"Authentication failed.")
                     break
                 conn.identify = {k: v for k, v in d.items() if k != "token"}  # never keep the token
-                await self.dispatch("READY", self.ready(), conn)
-                if self.guild_count:
-                    await self.dispatch("GUILD_CREATE", self.guild(), conn)
+                conn.shard = int((d.get("shard") or [0, 1])[0])
+                await self.dispatch("READY", self.ready(conn.shard), conn)
+                for guild_id in self.guild_ids:
+                    if self.shard_of(guild_id) == conn.shard:
+                        await self.dispatch("GUILD_CREATE", self.guild(guild_id), conn)
             elif op == RESUME:
                 await ws.close(code=4009, message=b"Session timed out.")  # no resuming here
                 break
@@ -377,7 +412,7 @@ class FakeDiscord:
         return self._json({"url": self.gateway_url})
 
     async def _gateway_bot(self, request: web.Request) -> web.Response:
-        return self._json({"url": self.gateway_url, "shards": 1,
+        return self._json({"url": self.gateway_url, "shards": self.shard_count,
                            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000,
                                                    "max_concurrency": 1}})
 

@@ -115,3 +115,26 @@ END
 $$;
 CREATE TRIGGER review_queue_deleted AFTER DELETE ON review_queue REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION emotion_machine_announce_deleted();
+
+-- The bot-wide REST budget (Discord allows a bot 50 requests/s, all its processes together): one token bucket
+-- per name, refilled by the database's clock; each process leases a few tokens at a time (bot/pacer.py).
+CREATE TABLE rest_budget (
+    name       TEXT PRIMARY KEY,
+    tokens     DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE FUNCTION emotion_machine_lease(p_name TEXT, p_rate DOUBLE PRECISION, p_burst DOUBLE PRECISION,
+                                      p_want INTEGER) RETURNS INTEGER LANGUAGE plpgsql AS $$
+DECLARE
+    now_s   DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
+    have    DOUBLE PRECISION;
+    granted INTEGER;
+BEGIN
+    INSERT INTO rest_budget (name, tokens, updated_at) VALUES (p_name, p_burst, now_s) ON CONFLICT (name) DO NOTHING;
+    SELECT least(p_burst, b.tokens + greatest(0, now_s - b.updated_at) * p_rate) INTO have
+        FROM rest_budget AS b WHERE b.name = p_name FOR UPDATE;
+    granted := greatest(0, least(p_want, floor(have)::INTEGER));
+    UPDATE rest_budget SET tokens = have - granted, updated_at = now_s WHERE name = p_name;
+    RETURN granted;
+END
+$$;
