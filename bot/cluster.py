@@ -80,21 +80,24 @@ class Cluster:
         self.healthy_after = healthy_after
         self.max_backoff = max_backoff
         self._stopping = asyncio.Event()
+        self._starting = asyncio.Lock()
         self._identify_free_at = 0.0  # monotonic time the last start's IDENTIFYs are done
 
     async def _spawn(self, member: Member) -> None:
-        """Start ``member`` once the previous start's IDENTIFY window has passed."""
-        wait = self._identify_free_at - time.monotonic()
-        if wait > 0:
-            log.info("%s waits %.1f s for the IDENTIFY windows of the previous start", member.label, wait)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
+        """Start ``member`` once the previous start's IDENTIFY windows have passed (starts go one at a time)."""
+        async with self._starting:
+            wait = self._identify_free_at - time.monotonic()
+            if wait > 0:
+                log.info("%s waits %.1f s for the IDENTIFY windows of the previous start", member.label, wait)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
+                member.process = None
                 return
-        member.process = await asyncio.create_subprocess_exec(*self.command(member.shards), env=self.env)
-        member.started_at = time.monotonic()
-        self._identify_free_at = member.started_at + identify_time(len(member.shards), self.max_concurrency)
-        log.info("%s started (pid %d)", member.label, member.process.pid)
+            member.process = await asyncio.create_subprocess_exec(*self.command(member.shards), env=self.env)
+            member.started_at = time.monotonic()
+            self._identify_free_at = member.started_at + identify_time(len(member.shards), self.max_concurrency)
+            log.info("%s started (pid %d)", member.label, member.process.pid)
 
     async def _watch(self, member: Member) -> None:
         """Keep ``member`` running until the cluster stops."""
@@ -122,8 +125,8 @@ class Cluster:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda s=sig: (log.info("%s: stopping the cluster", s.name),
                                                             self.stop()))
+        # in order: _spawn takes the members one at a time, each after the previous one's IDENTIFY windows
         watchers = [asyncio.create_task(self._watch(m), name=f"cluster-{m.index}") for m in self.members]
-        # one at a time, in order: each start waits for the previous one's IDENTIFY windows
         try:
             await self._stopping.wait()
             await self._terminate()

@@ -42,8 +42,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_models_list)
     q = ms.add_parser("rollback", parents=[models_dir], help="make an earlier version current",
                       description="Point current at VERSION, or (without it) at the newest older version that was "
-                                  "deployed before. The running bot loads it on its next start.")
+                                  "deployed before. With PostgreSQL every running process of the bot serves it "
+                                  "within seconds; with SQLite the running bot loads it on its next start.")
     q.add_argument("version", nargs="?", help="e.g. v3 (default: the previous deployed version)")
+    q.add_argument("--db", metavar="PATH", help="database (default: EMOTION_DB): where the bot hears of it")
     q.set_defaults(func=run_models_rollback)
     q = ms.add_parser("prune", parents=[models_dir], help="delete old versions (never the current one)")
     q.add_argument("--keep", type=int, required=True, metavar="K", help="how many of the newest versions to keep")
@@ -132,13 +134,26 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 
 def run_models_rollback(args: argparse.Namespace) -> int:
-    from model.registry import RegistryError
+    from bot.services import Actor, Refusal
+    from bot.services.retraining import RetrainingService
+    from bot.store import StoreError, is_postgres_url, open_store
+
+    loaded = settings(args)
+
+    async def go():
+        store = await open_store(loaded.db_path)
+        try:  # the service's rollback: the same checks as /model rollback, and the cluster hears of it
+            return await RetrainingService(loaded, store).rollback(Actor.operator("the command line"), args.version)
+        finally:
+            await store.close()
 
     try:
-        version = _registry(args).rollback(args.version)
-    except RegistryError as exc:
+        version = asyncio.run(go())
+    except (Refusal, StoreError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"current model: {version.name} ({version.path}); the running bot loads it on its next start")
+    when = ("every running process of the bot serves it within seconds" if is_postgres_url(str(loaded.db_path))
+            else "the running bot loads it on its next start")
+    print(f"current model: {version.name} ({version.path}); {when}")
     return EXIT_OK
 
 

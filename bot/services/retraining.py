@@ -176,6 +176,8 @@ class RetrainRun:
         load_error = None
         if serving is not None:
             load_error = await self.service.deploy(result.path, result.version, previous=self.previous, guild_id=guild)
+        else:  # trained from the CLI: the running bot's processes load it
+            await self.service.announce(guild)
         return RetrainOutcome("deployed", result, serving=self.service.serving_version(guild), load_error=load_error,
                               swapped=serving is not None and load_error is None)
 
@@ -338,6 +340,8 @@ class RetrainingService:
             return
         try:
             await notify(MODELS_CHANNEL, json.dumps({"guild": guild_id, "from": self.store.origin}))
+            log.info("announced the new version%s to the bot's processes",
+                     f" of server {guild_id}" if guild_id is not None else "")
         except StoreError as exc:  # the others then catch up at their restart; this process serves it already
             log.warning("could not tell the other processes about the new version: %s", exc)
 
@@ -421,7 +425,7 @@ class RetrainingService:
             await asyncio.to_thread(line.clear_current, reason="rollback to the base")
             if self.serving is not None:
                 self.serving.set_head(guild_id, None)
-                await self.announce(guild_id)
+            await self.announce(guild_id)
             return None
         try:
             target = await asyncio.to_thread(line.rollback, version)
@@ -434,6 +438,8 @@ class RetrainingService:
             error = await self.deploy(str(target.path), target.name, previous=previous, guild_id=guild_id)
             if error is not None:
                 raise Refusal(f"{target.name} could not be loaded (see the bot's log); nothing changed.")
+        else:  # the CLI: the running bot's processes load it
+            await self.announce(guild_id)
         return target
 
     # -- what is there -----------------------------------------------------------------------------
