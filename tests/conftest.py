@@ -80,7 +80,7 @@ def pg_server():
     """One real PostgreSQL server for the session (tests.helpers.postgres), started by the first test that needs it.
 
     Where PostgreSQL is not installed the tests that need it are skipped, and the summary says so in one
-    line; with EMOTION_REQUIRE_POSTGRES=1 (CI) they fail instead.
+    line; with REQUIRE_POSTGRES_TESTS=1 (CI) they fail instead.
     """
     from tests.helpers import postgres
 

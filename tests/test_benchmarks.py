@@ -37,3 +37,18 @@ def test_the_tenancy_benchmark_serves_many_servers_heads_and_writes_its_figures(
     memory = result["serving"]["memory"]
     assert memory["servers_loaded"] == 3 and 0 < memory["head_ram_bytes"] <= memory["version_folder_bytes"]
     assert list(result["targets"]) == ["at most 5 MB per server"]  # no 100-server run asked for here
+
+
+def test_the_cluster_benchmark_runs_both_parts_and_writes_its_figures(tmp_path, pg_server):
+    """Small: 3,000 rows on each backend, and two bot processes offered 20 msg/s for 3 s."""
+    from benchmarks import cluster
+
+    out = tmp_path / "cluster.json"
+    assert cluster.main(["--rows", "3000", "--rate", "20", "--seconds", "3", "--budget", "40", "--max-age", "5",
+                         "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["backend"] for row in result["rows"]] == ["sqlite", "postgresql"]
+    assert all(row["insert_rows_per_s"] > 0 and row["server, 90 days ms"] >= 0 for row in result["rows"])
+    two = result["cluster"]
+    assert two["messages"] == 60 and two["nothing_lost"] and two["reactions"] > 0
+    assert two["reactions_per_s_max"] <= 40 + 4 and len(two["loop_lag_p99_ms"]) == 2

@@ -41,7 +41,7 @@ async def fill(store: Store) -> list[tuple[str, str]]:
         label = LABELS[i % len(LABELS)]
         await store.add_correction(Correction(text, label, guild_id=1, message_id=i + 1,
                                               corrector_id=7, created_at=1000.0 + i))
-        expected.append((text, label))
+        expected.append((text.replace("\x00", "\ufffd"), label))  # NUL is stored as U+FFFD (records.storable)
     return expected
 
 

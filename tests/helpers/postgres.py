@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: CI sets this: there a missing PostgreSQL fails the run instead of skipping its tests.
-REQUIRE = "EMOTION_REQUIRE_POSTGRES"
+REQUIRE = "REQUIRE_POSTGRES_TESTS"
 
 
 def find_bin(name: str) -> str | None:
