@@ -200,9 +200,12 @@ async def drive_bot(args, threads: int, folder: Path, tmp: Path, conn, port: int
     bot = EmotionBot(settings, classifier, guild_ready_timeout=0.5)
     connect: asyncio.Task | None = None
     samples: list[dict] = []
-    result: dict = {"threads": threads, "device": str(classifier.device), "quantized": classifier.quantized}
+    result: dict = {"threads": threads, "device": str(classifier.device), "quantized": classifier.quantized,
+                    "policy": args.policy}
     try:
-        await asyncio.wait_for(bot.login(TOKEN), 20)
+        await asyncio.wait_for(bot.login(TOKEN), 20)  # setup_hook: the pacer exists from here
+        if args.policy == "fifo":  # the pacer before #15: always the oldest first, however far behind
+            bot.pacer.backlog_after = float("inf")
         connect = asyncio.create_task(bot.connect(reconnect=False), name="gateway")
         await first_of(bot.wait_until_ready(), connect, 30, "READY")
         got = {c.id for c in bot.get_guild(FakeDiscord.GUILD_ID).text_channels}
@@ -506,6 +509,9 @@ def main() -> None:
                         help="max seconds to let queues empty after pushing (default: max-age + 10)")
     parser.add_argument("--device", default="auto", help="EMOTION_DEVICE for the classifier (default auto)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GoEmotions folder for realistic texts")
+    parser.add_argument("--policy", choices=("newest", "fifo"), default="newest",
+                        help="the pacer when a channel is behind: newest first (the bot's) or oldest first "
+                             "(the baseline before #15)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="also trace Python allocations during the push phase (slows the bot)")
     parser.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/bot_load.json)")

@@ -91,6 +91,7 @@ def pg_server():
         _pg_skipped.append(reason)
         pytest.skip(reason)
     with postgres.server() as srv:
+        _pg_version.append(postgres.version())
         yield srv
 
 
@@ -106,7 +107,24 @@ def pg_url(pg_server, request):
     return postgres.new_database(pg_server, name.lower())
 
 
+_pg_tests: set[str] = set()
+_pg_version: list[str] = []
+
+
+def pytest_runtest_setup(item):
+    if "pg_server" in getattr(item, "fixturenames", ()):
+        _pg_tests.add(item.nodeid)
+
+
 def pytest_terminal_summary(terminalreporter):
+    """One line on the PostgreSQL tests: how many ran against a real server, or why they were skipped."""
     if _pg_skipped:
         skipped = sum(1 for r in terminalreporter.stats.get("skipped", []) if _pg_skipped[0] in str(r.longrepr))
         terminalreporter.write_line(f"{_pg_skipped[0]} ({skipped} tests)", yellow=True)
+        return
+    passed = sum(1 for r in terminalreporter.stats.get("passed", []) if r.nodeid in _pg_tests and r.when == "call")
+    if _pg_tests:
+        failed = len({r.nodeid for r in terminalreporter.stats.get("failed", []) if r.nodeid in _pg_tests})
+        terminalreporter.write_line(f"PostgreSQL: {passed} tests passed, {failed} failed, against a real server "
+                                    f"({''.join(_pg_version) or 'PostgreSQL'}, initdb in a temporary folder, "
+                                    "127.0.0.1)")

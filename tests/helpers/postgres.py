@@ -40,6 +40,12 @@ def missing_reason() -> str | None:
     return None
 
 
+def version() -> str:
+    """``PostgreSQL 15.x`` of the binaries :func:`server` uses."""
+    out = subprocess.run([find_bin("pg_ctl") or "pg_ctl", "--version"], capture_output=True, text=True).stdout
+    return "PostgreSQL " + out.split()[-1] if out.strip() else "PostgreSQL"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -105,3 +105,21 @@ async def test_a_bad_database_fails_before_login_in_one_line(tmp_path, happy_mod
     line = _one_line(status, err)
     assert str(db) in line and "EMOTION_DB" in line
     assert fake.requests == [] and fake.connections == []  # refused before anything reached Discord
+
+
+def test_shard_and_cluster_options_are_checked_before_anything_starts(monkeypatch, capsys, tmp_path):
+    from bot.cli import main
+    from bot.cli.run import shard_range
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    assert shard_range("0-3") == [0, 1, 2, 3] and shard_range("5") == [5]
+    assert main(["run", "--shards", "0-3"]) == 2
+    assert "--shards needs --shard-count" in capsys.readouterr().err
+    assert main(["run", "--shards", "4-7", "--shard-count", "4"]) == 2
+    assert "outside --shard-count 4 (shards are 0-3)" in capsys.readouterr().err
+    assert main(["cluster", "--processes", "3", "--shard-count", "2"]) == 2
+    assert "a process needs at least one shard" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--shards", "three"])
+    assert "not a shard range like 0-3" in capsys.readouterr().err
