@@ -94,7 +94,13 @@ class Cluster:
             if self._stopping.is_set():
                 member.process = None
                 return
-            member.process = await asyncio.create_subprocess_exec(*self.command(member.shards), env=self.env)
+            try:
+                member.process = await asyncio.create_subprocess_exec(*self.command(member.shards), env=self.env)
+            except OSError as exc:  # the interpreter or a file gone: said, and tried again after a backoff
+                log.error("%s could not start: %s", member.label, exc)
+                member.process = None
+                member.started_at = time.monotonic()
+                return
             member.started_at = time.monotonic()
             self._identify_free_at = member.started_at + identify_time(len(member.shards), self.max_concurrency)
             log.info("%s started (pid %d)", member.label, member.process.pid)
@@ -103,16 +109,17 @@ class Cluster:
         """Keep ``member`` running until the cluster stops."""
         while not self._stopping.is_set():
             await self._spawn(member)
-            if member.process is None:
+            if self._stopping.is_set():
                 return
-            code = await member.process.wait()
-            member.exits.append(code)
+            code = await member.process.wait() if member.process is not None else None
+            if code is not None:
+                member.exits.append(code)
             if self._stopping.is_set():
                 return
             ran = time.monotonic() - member.started_at
             member.backoff = 1.0 if ran >= self.healthy_after else min(self.max_backoff, member.backoff * 2)
             delay = 1.0 if ran >= self.healthy_after else member.backoff / 2
-            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            how = "not started" if code is None else f"signal {-code}" if code < 0 else f"exit status {code}"
             log.warning("%s stopped (%s) after %.0f s; restarting in %.0f s", member.label, how, ran, delay)
             member.restarts += 1
             with contextlib.suppress(asyncio.TimeoutError):
@@ -140,10 +147,11 @@ class Cluster:
         self._stopping.set()
 
     async def _terminate(self) -> None:
-        running = [m.process for m in self.members if m.process is not None and m.process.returncode is None]
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+        async with self._starting:  # no start half-done: a child being created now is signalled too
+            running = [m.process for m in self.members if m.process is not None and m.process.returncode is None]
+            for process in running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), self.grace)
         except asyncio.TimeoutError:

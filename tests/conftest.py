@@ -73,6 +73,8 @@ async def simcord_env(simcord_bot, request):
 # --------------------------------------------------------------------------- PostgreSQL
 
 _pg_skipped: list[str] = []
+_pg_tests: set[str] = set()  # the tests that used the server (for the summary line)
+_pg_version: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +105,9 @@ def pg_url(pg_server, request):
 
     from tests.helpers import postgres
 
+    _pg_tests.add(request.node.nodeid)
     name = re.sub(r"\W", "_", request.node.name)[:40] + "_" + uuid.uuid4().hex[:6]
     return postgres.new_database(pg_server, name.lower())
-
-
-_pg_tests: set[str] = set()
-_pg_version: list[str] = []
 
 
 def pytest_runtest_setup(item):
@@ -126,5 +125,5 @@ def pytest_terminal_summary(terminalreporter):
     if _pg_tests:
         failed = len({r.nodeid for r in terminalreporter.stats.get("failed", []) if r.nodeid in _pg_tests})
         terminalreporter.write_line(f"PostgreSQL: {passed} tests passed, {failed} failed, against a real server "
-                                    f"({''.join(_pg_version) or 'PostgreSQL'}, initdb in a temporary folder, "
+                                    f"({''.join(_pg_version) or 'PostgreSQL'}; initdb in a temporary folder, "
                                     "127.0.0.1)")

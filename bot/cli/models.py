@@ -134,26 +134,41 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 
 def run_models_rollback(args: argparse.Namespace) -> int:
+    """With PostgreSQL, the service's rollback, announced to every running process; else the registry alone
+    (a SQLite bot loads it at its next start, and the database is not touched)."""
     from bot.services import Actor, Refusal
     from bot.services.retraining import RetrainingService
     from bot.store import StoreError, is_postgres_url, open_store
+    from model.registry import RegistryError
 
     loaded = settings(args)
+    shared = is_postgres_url(str(loaded.db_path))
 
-    async def go():
+    async def announced():
         store = await open_store(loaded.db_path)
-        try:  # the service's rollback: the same checks as /model rollback, and the cluster hears of it
-            return await RetrainingService(loaded, store).rollback(Actor.operator("the command line"), args.version)
+        try:
+            return await RetrainingService(loaded, store).rollback(Actor.operator("the command line"), args.version,
+                                                                   guild_id=getattr(args, "guild", None))
         finally:
             await store.close()
 
+    when = "the running bot loads it on its next start"
     try:
-        version = asyncio.run(go())
-    except (Refusal, StoreError) as exc:
+        if shared:
+            try:
+                version = asyncio.run(announced())
+                when = "every running process of the bot serves it within seconds"
+            except StoreError as exc:
+                print(f"warning: {exc}; rolling back without telling the running bot", file=sys.stderr)
+                shared = False
+        if not shared:
+            version = _registry(args).rollback(args.version)
+    except (Refusal, RegistryError) as exc:
         raise CommandError(str(exc)) from None
-    when = ("every running process of the bot serves it within seconds" if is_postgres_url(str(loaded.db_path))
-            else "the running bot loads it on its next start")
-    print(f"current model: {version.name} ({version.path}); {when}")
+    if version is None:  # a server's line rolled back to "base"
+        print(f"server {args.guild} is served by the shared base model; {when}")
+    else:
+        print(f"current model: {version.name} ({version.path}); {when}")
     return EXIT_OK
 
 

@@ -171,7 +171,7 @@ def _start_failure(exc: BaseException) -> tuple[str, int] | None:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from bot.cluster import Cluster, split_shards
+    from bot.cluster import Cluster
     from bot.settings import SettingsError
     from bot.store import is_postgres_url
 
@@ -187,13 +187,18 @@ def run_cluster(args: argparse.Namespace) -> int:
         log.warning("EMOTION_DB is a SQLite file: the processes share it on this machine only, and the REST budget, "
                     "version changes and the training lock are not coordinated; use PostgreSQL for a cluster")
     count, concurrency = args.shard_count, args.max_concurrency
+    if count is not None:
+        _split(count, args.processes)  # a bad split is said before Discord is asked anything
     if count is None or concurrency is None:
-        recommended, limit = asyncio.run(_gateway_bot(token))
+        try:
+            recommended, limit = asyncio.run(_gateway_bot(token))
+        except CommandError as exc:
+            if count is None:
+                raise
+            log.warning("%s; assuming an IDENTIFY max_concurrency of 1", exc)
+            recommended, limit = count, 1
         count, concurrency = count or recommended, concurrency or limit
-    try:
-        ranges = split_shards(count, args.processes)
-    except ValueError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
+    ranges = _split(count, args.processes)
     log.info("cluster: %d processes over %d shards (IDENTIFY max_concurrency %d)", args.processes, count, concurrency)
 
     def command(shards: list[int]) -> list[str]:
@@ -201,6 +206,15 @@ def run_cluster(args: argparse.Namespace) -> int:
                 "--shard-count", str(count)]
 
     return asyncio.run(Cluster(command, ranges, max_concurrency=concurrency).run())
+
+
+def _split(count: int, processes: int) -> list[list[int]]:
+    from bot.cluster import split_shards
+
+    try:
+        return split_shards(count, processes)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
 
 
 async def _gateway_bot(token: str) -> tuple[int, int]:

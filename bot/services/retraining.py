@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 from bot.services.common import Actor, Refusal, Serving
 from bot.store import StoreError
+from bot.store.base import RESYNC
 from model.finetune_config import FinetuneConfig, FinetuneResult
 from model.jobs import TrainingBusy, TrainingCancelled, TrainingFailed, TrainingJob
 from model.progress import TrainingEvent
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: The NOTIFY channel of version changes: {"guild": id or null (the base), "from": the deploying process}.
 MODELS_CHANNEL = "emotion_machine_models"
+#: Seconds after which a prepared run that never started (its front end's answer failed) gives up its lock.
+ABANDONED_AFTER = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,7 @@ class RetrainRun:
         self.started_by = started_by
         self.previous = previous
         self.lock = None  # the cluster's training lock (PostgreSQL), held from prepare to finish
+        self.prepared_at = 0.0
 
     @property
     def guild_id(self) -> int | None:
@@ -141,7 +146,8 @@ class RetrainRun:
         except TrainingBusy:
             raise Refusal("A retrain is already running in this bot; wait for it to finish.") from None
         self.service.running = self
-        self.service.prepared = None
+        if self.service.prepared is self:
+            self.service.prepared = None
         return self
 
     async def release(self) -> None:
@@ -157,7 +163,17 @@ class RetrainRun:
         return self.job.cancel()
 
     async def finish(self) -> RetrainOutcome:
-        """Wait for the result; a deployed candidate is loaded and swapped in where a model is served."""
+        """Wait for the result; a deployed candidate is loaded and swapped in where a model is served.
+
+        The cluster's training lock is held until the new version is served and announced: another process
+        preparing a run meanwhile would start from the version this one replaces.
+        """
+        try:
+            return await self._finish()
+        finally:
+            await self.release()
+
+    async def _finish(self) -> RetrainOutcome:
         serving = self.service.serving
         try:
             result = await self.job.result()
@@ -169,7 +185,6 @@ class RetrainRun:
         finally:
             if self.service.running is self:
                 self.service.running = None
-            await self.release()
         guild = self.guild_id
         if not result.deployed:
             return RetrainOutcome("not deployed", result, serving=self.service.serving_version(guild))
@@ -189,6 +204,7 @@ class RetrainingService:
         self.serving = serving
         self.running: RetrainRun | None = None
         self.prepared: RetrainRun | None = None  # prepared, not started yet: it holds the cluster's lock
+        self._follow_locks: dict[int | None, asyncio.Lock] = {}
 
     @property
     def registry(self) -> Registry:
@@ -273,15 +289,19 @@ class RetrainingService:
         previous = await asyncio.to_thread(self._current_name, guild_id)
         run = RetrainRun(self, TrainingJob(examples, config), len(examples), config,
                          actor.name or str(actor.user_id), previous)
-        run.lock = await self._cluster_training_lock()
+        run.lock = await self._cluster_training_lock(guild_id)
+        run.prepared_at = time.monotonic()
         if run.lock is not None:
             self.prepared = run
         return run
 
-    async def _cluster_training_lock(self):
+    async def _cluster_training_lock(self, guild_id: int | None):
         """With PostgreSQL, one training at a time across every process of the bot (an advisory lock)."""
-        if self.prepared is not None:  # prepared here but never started (its answer failed): let it go
-            await self.prepared.release()
+        if self.prepared is not None:
+            pending = self.prepared
+            if pending.lock is not None and time.monotonic() - pending.prepared_at < ABANDONED_AFTER:
+                raise self.busy(pending, guild_id)  # a run is about to start here: its lock stays its own
+            await pending.release()  # prepared but never started (its answer failed): let it go
             self.prepared = None
         try_lock = getattr(self.store, "try_cluster_lock", None)
         if try_lock is None:  # SQLite: one process; the check above is the whole rule
@@ -353,6 +373,9 @@ class RetrainingService:
         self._following: set[asyncio.Task] = set()
 
         def heard(payload: str) -> None:
+            if payload == RESYNC:  # announcements may have been missed (the listening connection was lost)
+                self._track(asyncio.get_running_loop().create_task(self.follow_all()))
+                return
             try:
                 message = json.loads(payload)
                 guild_id = None if message.get("guild") is None else int(message["guild"])
@@ -361,11 +384,23 @@ class RetrainingService:
                 return
             if message.get("from") == self.store.origin:
                 return  # this process deployed it
-            task = asyncio.get_running_loop().create_task(self.follow(guild_id))
-            self._following.add(task)
-            task.add_done_callback(self._following.discard)
+            self._track(asyncio.get_running_loop().create_task(self.follow(guild_id)))
 
         await subscribe(MODELS_CHANNEL, heard)
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._following.add(task)
+        task.add_done_callback(self._following.discard)
+
+    async def follow_all(self) -> None:
+        """:meth:`follow` the base and every server line (after announcements may have been missed)."""
+        from model.registry import server_lines
+
+        await self.follow(None)
+        served = set(self.serving.worker.heads) if self.serving is not None else set()
+        lines = await asyncio.to_thread(server_lines, self.settings.models_dir)
+        for guild_id in sorted(served | set(lines)):
+            await self.follow(guild_id)
 
     async def follow(self, guild_id: int | None) -> bool:
         """Serve the line's current version if it is not what this process serves; True if it swapped.
@@ -373,10 +408,15 @@ class RetrainingService:
         Never changes the registry (the deploying process did): a version that cannot load here is logged,
         and this process keeps serving what it had.
         """
+        assert self.serving is not None
+        lock = self._follow_locks.setdefault(guild_id, asyncio.Lock())
+        async with lock:  # one line's announcements in order: an older load never lands after a newer one
+            return await self._follow(guild_id)
+
+    async def _follow(self, guild_id: int | None) -> bool:
         from model.classifier import ModelLoadError
         from model.heads import HeadError
 
-        assert self.serving is not None
         current = await asyncio.to_thread(self._current, guild_id)
         served = self.serving.head_of(guild_id) if guild_id is not None else self.serving.classifier
         if (current.name if current else None) == (served.version if served is not None else None):

@@ -18,6 +18,9 @@ from .errors import StoreError, closed_error
 
 T = TypeVar("T")
 
+#: What a subscriber of a NOTIFY channel hears when announcements may have been missed (a lost connection).
+RESYNC = ""
+
 #: ``LIMIT`` for "no limit" that both backends accept (SQLite refuses NULL, PostgreSQL -1).
 NO_LIMIT = 1 << 62
 

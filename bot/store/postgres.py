@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from .base import StoreBase
+from .base import RESYNC, StoreBase
 from .errors import StoreError, closed_error
 from .parts import StoreParts, check_options
 from .records import GuildSettings
@@ -43,12 +43,14 @@ CHANGES = "emotion_machine_changes"
 MIGRATION_LOCK = 0x656D6F74  # "emot"
 POOL_SIZE = 10
 ACQUIRE_TIMEOUT = 30.0  # seconds a statement waits for a free connection of the pool
+LEASE_TIMEOUT = 0.5  # seconds a REST budget lease may take
 
-_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+_CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
                       asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
                       asyncpg.exceptions.CannotConnectNowError)
 #: What asyncpg raises for a failed statement or connection (OSError covers TimeoutError).
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError)
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError,
+             asyncio.TimeoutError)  # asyncio's is not OSError's TimeoutError before Python 3.11
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
@@ -149,11 +151,14 @@ class Transaction:
 
 def _broken(exc: BaseException) -> bool:
     """The connection (not the statement) failed: worth one retry on a fresh connection."""
+    if isinstance(exc, asyncpg.exceptions.DataError):  # an InterfaceError, but about the arguments, not the line
+        return False
     return getattr(exc, "emotion_connecting", False) or isinstance(exc, _CONNECTION_ERRORS)
 
 
 # (exception classes, reason, explanation) - first match wins.
 _KINDS: tuple[tuple[tuple[type[BaseException], ...], str, str], ...] = (
+    ((asyncpg.exceptions.DataError,), "error", "a value did not fit its column (a bug: please report it)"),
     ((asyncpg.exceptions.InvalidAuthorizationSpecificationError,), "cantopen",
      "the server refused the login; check the user and password in EMOTION_DB"),
     ((asyncpg.exceptions.InvalidCatalogNameError,), "cantopen",
@@ -167,7 +172,7 @@ _KINDS: tuple[tuple[tuple[type[BaseException], ...], str, str], ...] = (
       asyncpg.exceptions.LockNotAvailableError), "locked", "another connection holds a lock it needs; retry"),
     ((asyncpg.exceptions.TooManyConnectionsError,), "unavailable",
      "the server has no connection slot left (lower EMOTION_DB_POOL_SIZE or raise max_connections)"),
-    ((TimeoutError,), "unavailable", "the database server did not answer in time"),
+    ((TimeoutError, asyncio.TimeoutError), "unavailable", "the database server did not answer in time"),
     ((OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, asyncpg.PostgresConnectionError,
       asyncpg.exceptions.OperatorInterventionError),
      "unavailable", "the database server cannot be reached or closed the connection; check that it runs"),
@@ -216,6 +221,7 @@ class PostgresConnection(StoreBase):
         self._origin = origin
         self._lock_timeout_ms = lock_timeout_ms
         self._listener: asyncpg.Connection | None = None
+        self._listened = False  # a listener ran before: a new one follows a gap
         self._changed = True  # another process may have written: reload at the next check
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
 
@@ -295,8 +301,12 @@ class PostgresConnection(StoreBase):
     # ----------------------------------------------------------------- changes made by other processes
 
     async def _listen(self) -> None:
-        """(Re)open the connection that hears other processes' changes; until it runs, every check reloads."""
+        """(Re)open the connection that hears other processes' changes; until it runs, every check reloads.
+
+        After a reconnection each subscriber hears :data:`RESYNC`: announcements may have been missed.
+        """
         self._changed = True
+        conn = None
         try:
             settings = _server_settings(self._origin, self._lock_timeout_ms)
             conn = await asyncpg.connect(self._url, server_settings=settings, timeout=10)
@@ -304,11 +314,16 @@ class PostgresConnection(StoreBase):
             for channel in self._subscribers:
                 await conn.add_listener(channel, self._on_notify)
         except DB_ERRORS as exc:
+            if conn is not None:
+                conn.terminate()
             log.warning("%s; the caches reload at every check until it works", translate_error(
                 exc, self.path, "listen for other processes' changes"))
             return
         conn.add_termination_listener(self._on_listener_lost)
-        self._listener = conn
+        again, self._listener, self._listened = self._listened, conn, True
+        if again:
+            for channel in self._subscribers:
+                self._on_notify(conn, 0, channel, RESYNC)
 
     def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
         self._changed = True
@@ -360,9 +375,17 @@ class PostgresConnection(StoreBase):
         return None
 
     async def lease_requests(self, name: str, rate: float, burst: float, want: int) -> int:
-        """Take up to ``want`` tokens from the bot-wide bucket ``name`` (``rate`` per second, ``burst`` at most)."""
-        return await self._with_connection("lease from the REST budget", lambda conn: conn.fetchval(
-            "SELECT emotion_machine_lease($1, $2, $3, $4)", name, float(rate), float(burst), int(want)))
+        """Take up to ``want`` tokens from the bot-wide bucket ``name`` (``rate`` per second, ``burst`` at most).
+
+        One try, at most ``LEASE_TIMEOUT`` seconds: a lease retried after a lost reply could be charged twice,
+        and a slow database must not hold every channel's reactions (the pacer paces alone meanwhile).
+        """
+        try:
+            async with self._connection(timeout=LEASE_TIMEOUT) as conn:
+                return await conn.fetchval("SELECT emotion_machine_lease($1, $2, $3, $4)", name, float(rate),
+                                           float(burst), int(want), timeout=LEASE_TIMEOUT)
+        except DB_ERRORS as exc:
+            raise translate_error(exc, self.path, "lease from the REST budget") from exc
 
     async def refresh_caches(self) -> None:
         """Reload the in-memory caches (opt-outs, guild settings) from the database."""
@@ -377,7 +400,7 @@ class PostgresConnection(StoreBase):
     async def refresh_if_changed(self) -> bool:
         """Reload the caches if another process announced a change since the last load."""
         self._require_open()
-        if self._listener is None and not self.read_only:
+        if (self._listener is None or self._listener.is_closed()) and not self.read_only:
             await self._listen()
         if not self._changed:
             return False
@@ -405,11 +428,11 @@ class PostgresConnection(StoreBase):
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self, timeout: float = 0.0) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; one that broke is terminated, so the pool opens a new one instead of reusing it."""
         pool = self._pool()
         try:
-            conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT)
+            conn = await pool.acquire(timeout=timeout or ACQUIRE_TIMEOUT)
         except DB_ERRORS as exc:
             exc.emotion_connecting = True  # type: ignore[union-attr]  # nothing ran: see _broken, translate_error
             raise

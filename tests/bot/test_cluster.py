@@ -131,7 +131,11 @@ async def test_two_processes_share_the_shards_the_database_and_the_models(tmp_pa
                                  for g in by_shard[1]), 20, "shard 1 to keep tagging")
         await _until(lambda: victim.restarts == 1 and identified(0), 90, "the restarted process")
         await asyncio.sleep(1.0)
-        await tag_everywhere(emoji_for("happiness"))
+        before = {g: _reacted(fake, fake.channel_of(g), emoji_for("happiness")) for g in by_shard[0]}
+        for guild_id in by_shard[0]:  # new messages on the restarted process's shard: tagged again
+            await fake.push_message("back again", guild_id=guild_id)
+        await _until(lambda: all(_reacted(fake, fake.channel_of(g), emoji_for("happiness")) > before[g]
+                                 for g in by_shard[0]), 40, "the restarted process to tag")
 
         # a burst over both processes: together they stay within the bot-wide budget
         start = len(fake.reactions)

@@ -42,8 +42,11 @@ def missing_reason() -> str | None:
 
 def version() -> str:
     """``PostgreSQL 15.x`` of the binaries :func:`server` uses."""
+    import re
+
     out = subprocess.run([find_bin("pg_ctl") or "pg_ctl", "--version"], capture_output=True, text=True).stdout
-    return "PostgreSQL " + out.split()[-1] if out.strip() else "PostgreSQL"
+    found = re.search(r"\d+(\.\d+)+", out)
+    return f"PostgreSQL {found.group()}" if found else "PostgreSQL"
 
 
 def _free_port() -> int:

@@ -65,6 +65,23 @@ async def test_one_training_at_a_time_across_the_processes(settings, two_stores)
     await other.release()
 
 
+async def test_a_second_run_prepared_in_the_same_process_waits_and_an_abandoned_one_lets_go(settings, two_stores,
+                                                                                          monkeypatch):
+    import bot.services.retraining as retraining
+
+    a, _ = two_stores
+    await a.add_examples([Correction(f"text {i}", "joy", source="import") for i in range(5)])
+    service = RetrainingService(settings, a, None)
+    first = await service.prepare(OPERATOR)
+    with pytest.raises(Refusal, match="already running"):
+        await service.prepare(OPERATOR)  # the first is about to start: its lock is not taken from it
+    assert first.lock is not None
+    monkeypatch.setattr(retraining, "ABANDONED_AFTER", 0.0)  # its front end never started it
+    second = await service.prepare(OPERATOR)
+    assert first.lock is None and second.lock is not None
+    await second.release()
+
+
 async def test_both_processes_together_stay_within_the_bot_wide_budget(two_stores):
     rate = 20.0
     limiters = [SharedRateLimiter(lambda n, s=s: s.lease_requests("test", rate, rate, n), rate) for s in two_stores]
@@ -80,3 +97,19 @@ async def test_both_processes_together_stay_within_the_bot_wide_budget(two_store
     # the burst (20) plus 1.5 s at 20/s, plus one lease (2) in flight per process at the end
     assert sum(sent) <= rate + 1.5 * rate + 4, sent
     assert min(sent) > 5  # both got their share
+
+
+async def test_after_a_lost_listener_every_line_is_checked_again(settings, two_stores, monkeypatch):
+    """Announcements sent while the listening connection was down are lost: reconnecting re-reads every line."""
+    store = two_stores[1]
+    service = RetrainingService(settings, store, Serving(FakeWorker()))
+    await service.listen()
+    checked = asyncio.Event()
+
+    async def follow_all() -> None:
+        checked.set()
+
+    monkeypatch.setattr(service, "follow_all", follow_all)
+    await store._listener.close()  # the connection drops (a server restart, a network cut)
+    await store.refresh_if_changed()  # the cache loop notices, reconnects, and says what may have been missed
+    await asyncio.wait_for(checked.wait(), 5)
