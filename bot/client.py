@@ -11,12 +11,13 @@ import discord
 from discord.ext import commands
 
 from bot import command_sync
+from bot.cluster import IDENTIFY_WINDOW
 from bot.errors import install_error_handler
 from bot.pacer import ReactionPacer, SharedRateLimiter
 from bot.pacer import trace_config as pacer_trace
 from bot.services import Services, open_store
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, StoreError
 from model.classifier import Classifier
 from model.worker import InferenceWorker
 
@@ -201,14 +202,32 @@ class ShardedEmotionBot(EmotionBot, commands.AutoShardedBot):
     """The bot running some shards of the application (``run --shards 0-3 --shard-count 8``).
 
     Discord puts a server on shard ``(guild_id >> 22) % shard_count``; each process of a cluster runs a
-    disjoint range, and discord.py's AutoShardedBot runs this range in one process (IDENTIFYs paced by
-    the application's ``max_concurrency``).
+    disjoint range, and discord.py's AutoShardedBot runs this range in one process.
     """
+
+    def __init__(self, *args, max_concurrency: int = 1, **options) -> None:
+        super().__init__(*args, **options)
+        self.max_concurrency = max(1, max_concurrency)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord allows ``max_concurrency`` IDENTIFYs per 5 s for the whole application, in buckets
+        ``shard_id % max_concurrency``. With PostgreSQL every process of the bot, on every machine, takes its
+        bucket's turn from the database; alone, discord.py's own 5-second pause between shards."""
+        take_turn = getattr(self.store, "take_turn", None)
+        if take_turn is None or shard_id is None:
+            return await super().before_identify_hook(shard_id, initial=initial)
+        bucket = shard_id % self.max_concurrency
+        try:
+            await take_turn(f"identify.{bucket}", IDENTIFY_WINDOW)
+        except StoreError as exc:
+            log.warning("could not take the IDENTIFY turn from the database (%s); waiting 5 s instead", exc)
+            await super().before_identify_hook(shard_id, initial=False)
 
 
 def make_bot(settings: Settings, classifier: Classifier, *, shard_ids: list[int] | None = None,
-             shard_count: int | None = None, **options) -> EmotionBot:
+             shard_count: int | None = None, max_concurrency: int = 1, **options) -> EmotionBot:
     """One bot for every shard (the default), or the given shards of ``shard_count``."""
     if shard_ids is None and shard_count is None:
         return EmotionBot(settings, classifier, **options)
-    return ShardedEmotionBot(settings, classifier, shard_ids=shard_ids, shard_count=shard_count, **options)
+    return ShardedEmotionBot(settings, classifier, shard_ids=shard_ids, shard_count=shard_count,
+                             max_concurrency=max_concurrency, **options)

@@ -31,6 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="run only these shards (e.g. 0-3, or 5), for a bot split over processes; needs --shard-count")
     p.add_argument("--shard-count", type=int, metavar="N",
                    help="the application's number of shards (every process of the bot uses the same)")
+    p.add_argument("--max-concurrency", type=int, default=1, metavar="N",
+                   help="IDENTIFYs Discord allows the application per 5 s (its /gateway/bot says; default 1)")
     p.set_defaults(func=run_bot, logs_itself=True)
     c = sub.add_parser("cluster", help="run the bot as N processes, each a range of its shards, restarted if one dies",
                        description="Start N `run --shards` processes over the application's shards, staggered as "
@@ -77,10 +79,12 @@ def run_bot(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(str(exc), EXIT_USAGE) from None
     setup_logging(loaded.log_level, token)
-    return asyncio.run(_start(loaded, token, shard_ids=shards, shard_count=count))
+    return asyncio.run(_start(loaded, token, shard_ids=shards, shard_count=count,
+                              max_concurrency=getattr(args, "max_concurrency", 1) or 1))
 
 
-async def _start(loaded, token: str, *, shard_ids: list[int] | None = None, shard_count: int | None = None) -> int:
+async def _start(loaded, token: str, *, shard_ids: list[int] | None = None, shard_count: int | None = None,
+                 max_concurrency: int = 1) -> int:
     """Database, then model, then Discord: what fails earliest is what costs the least to check."""
     from bot.client import freeze_startup_heap, make_bot, open_store
     from bot.store import StoreError
@@ -98,7 +102,8 @@ async def _start(loaded, token: str, *, shard_ids: list[int] | None = None, shar
     freeze_startup_heap()
     if shard_ids is not None:
         log.info("shards %d-%d of %d", shard_ids[0], shard_ids[-1], shard_count)
-    bot = make_bot(loaded, classifier, store=store, shard_ids=shard_ids, shard_count=shard_count)
+    bot = make_bot(loaded, classifier, store=store, shard_ids=shard_ids, shard_count=shard_count,
+                   max_concurrency=max_concurrency)
     return await _serve(bot, token)
 
 
@@ -203,7 +208,7 @@ def run_cluster(args: argparse.Namespace) -> int:
 
     def command(shards: list[int]) -> list[str]:
         return [sys.executable, "-m", "bot", "run", "--shards", f"{shards[0]}-{shards[-1]}",
-                "--shard-count", str(count)]
+                "--shard-count", str(count), "--max-concurrency", str(concurrency)]
 
     return asyncio.run(Cluster(command, ranges, max_concurrency=concurrency).run())
 

@@ -222,6 +222,7 @@ class PostgresConnection(StoreBase):
         self._lock_timeout_ms = lock_timeout_ms
         self._listener: asyncpg.Connection | None = None
         self._listened = False  # a listener ran before: a new one follows a gap
+        self._turns: set[asyncio.Task] = set()  # turns held (take_turn), ended in the background
         self._changed = True  # another process may have written: reload at the next check
         self._subscribers: dict[str, list[Callable[[str], None]]] = {}
 
@@ -374,6 +375,38 @@ class PostgresConnection(StoreBase):
         await conn.close()
         return None
 
+    async def take_turn(self, name: str, hold_for: float) -> None:
+        """Wait for the cluster-wide turn ``name``, then keep it ``hold_for`` seconds (in the background).
+
+        For Discord's IDENTIFY limit: a process that IDENTIFYs holds its bucket's turn for the 5-second
+        window, so no process of the bot (on any machine) IDENTIFYs in that bucket meanwhile. An advisory
+        lock on a connection of its own: a process that dies frees its turn with its session.
+        """
+        try:
+            conn = await asyncpg.connect(self._url, timeout=10,
+                                         server_settings=_server_settings(self._origin, self._lock_timeout_ms))
+        except DB_ERRORS as exc:
+            raise translate_error(exc, self.path, f"wait for the {name} turn") from exc
+        try:
+            await conn.execute("SET lock_timeout = 0")  # wait as long as the turns ahead take
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"emotion_machine.turn.{name}")
+        except BaseException as exc:
+            conn.terminate()
+            if isinstance(exc, DB_ERRORS):
+                raise translate_error(exc, self.path, f"wait for the {name} turn") from exc
+            raise
+        task = asyncio.get_running_loop().create_task(self._end_turn(conn, hold_for))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    @staticmethod
+    async def _end_turn(conn: asyncpg.Connection, hold_for: float) -> None:
+        try:
+            await asyncio.sleep(hold_for)
+        finally:
+            with contextlib.suppress(*DB_ERRORS):
+                await conn.close(timeout=5)  # the session ends: its advisory lock goes with it
+
     async def lease_requests(self, name: str, rate: float, burst: float, want: int) -> int:
         """Take up to ``want`` tokens from the bot-wide bucket ``name`` (``rate`` per second, ``burst`` at most).
 
@@ -482,6 +515,9 @@ class PostgresConnection(StoreBase):
         return await self._read(action, sql, params)  # reads never wait for the lock here
 
     async def _close_handle(self) -> None:
+        for task in list(self._turns):
+            task.cancel()  # ends the turn now: this process IDENTIFYs no more
+        await asyncio.gather(*self._turns, return_exceptions=True)
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(*DB_ERRORS):

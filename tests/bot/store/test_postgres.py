@@ -140,3 +140,24 @@ async def test_a_server_that_refuses_connections_gives_a_clear_error_and_no_hang
         assert await count(store, "corrections") == 2
     finally:
         await store.close()
+
+
+async def test_identify_turns_are_taken_in_order_across_processes_per_bucket(pg_url: str):
+    """Discord's IDENTIFY window: one process at a time per bucket, for ``hold_for`` seconds; other buckets go on."""
+    a, b = await open_store(pg_url), await open_store(pg_url)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        await a.take_turn("identify.0", 0.6)
+        await b.take_turn("identify.1", 0.6)  # another bucket: no wait
+        assert loop.time() - started < 0.5
+        await b.take_turn("identify.0", 0.6)  # waits for a's window to end
+        assert loop.time() - started >= 0.55
+        await a.take_turn("identify.2", 60)
+        await a.close()  # closing (or dying) ends its turns at once
+        began = loop.time()
+        await b.take_turn("identify.2", 0.1)
+        assert loop.time() - began < 5
+    finally:
+        await a.close()
+        await b.close()
