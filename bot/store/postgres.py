@@ -356,16 +356,20 @@ class PostgresConnection(StoreBase):
         await self._with_connection("announce a change",
                                     lambda conn: conn.execute("SELECT pg_notify($1, $2)", channel, payload))
 
+    async def _session_of_its_own(self, action: str) -> asyncpg.Connection:
+        """A connection outside the pool: its session-level advisory locks live exactly as long as it does."""
+        try:
+            return await asyncpg.connect(self._url, timeout=10,
+                                         server_settings=_server_settings(self._origin, self._lock_timeout_ms))
+        except DB_ERRORS as exc:
+            raise translate_error(exc, self.path, action) from exc
+
     async def try_cluster_lock(self, name: str) -> ClusterLock | None:
         """Hold the cluster-wide lock ``name`` (e.g. "training") if no process holds it; None if one does.
 
         A session-level advisory lock on a connection of its own: a process that dies frees it with its session.
         """
-        try:
-            conn = await asyncpg.connect(self._url, timeout=10,
-                                         server_settings=_server_settings(self._origin, self._lock_timeout_ms))
-        except DB_ERRORS as exc:
-            raise translate_error(exc, self.path, f"take the {name} lock") from exc
+        conn = await self._session_of_its_own(f"take the {name} lock")
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"emotion_machine.{name}"):
                 return ClusterLock(conn)
@@ -382,11 +386,7 @@ class PostgresConnection(StoreBase):
         window, so no process of the bot (on any machine) IDENTIFYs in that bucket meanwhile. An advisory
         lock on a connection of its own: a process that dies frees its turn with its session.
         """
-        try:
-            conn = await asyncpg.connect(self._url, timeout=10,
-                                         server_settings=_server_settings(self._origin, self._lock_timeout_ms))
-        except DB_ERRORS as exc:
-            raise translate_error(exc, self.path, f"wait for the {name} turn") from exc
+        conn = await self._session_of_its_own(f"wait for the {name} turn")
         try:
             await conn.execute("SET lock_timeout = 0")  # wait as long as the turns ahead take
             await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"emotion_machine.turn.{name}")
