@@ -193,8 +193,11 @@ def translate_error(exc: BaseException, where: str, action: str) -> StoreError:
 
 
 def _server_settings(origin: str, lock_timeout_ms: int) -> dict[str, str]:
+    # Keepalives: a process that vanished without closing (a machine lost) ends its session within ~90 s, and
+    # with it the advisory locks it held (training, IDENTIFY turns).
     return {"application_name": "emotion-machine", "emotion_machine.origin": origin,
-            "lock_timeout": str(int(lock_timeout_ms)), "timezone": "UTC"}
+            "lock_timeout": str(int(lock_timeout_ms)), "timezone": "UTC",
+            "tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
 
 
 class ClusterLock:

@@ -66,6 +66,9 @@ class PredictionStore(StoreBase):
         # message_id -> checked row; dict keeps insertion order (oldest first)
         # and gives INSERT OR REPLACE semantics within a batch.
         self._buffer: dict[int, PredictionRow] = {}
+        # The batch being written: still what reads must see until it committed (or came back into the buffer).
+        # PostgreSQL's reads do not wait for the write lock, so without it a row would be in neither place.
+        self._inflight: dict[int, PredictionRow] = {}
         self._eager: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._flush_failing = False
@@ -121,8 +124,8 @@ class PredictionStore(StoreBase):
         return await self._flush_now()
 
     async def _flush_now(self) -> int:
-        if not self._buffer or self._db is None:
-            return 0
+        if not (self._buffer or self._inflight) or self._db is None:
+            return 0  # (with a batch in flight, taking the lock waits for it: a read after this sees it)
         return await shielded(self._flush_locked())
 
     async def _flush_locked(self) -> int:
@@ -130,6 +133,7 @@ class PredictionStore(StoreBase):
             if not self._buffer:
                 return 0
             batch, self._buffer = self._buffer, {}
+            self._inflight = batch
 
             async def insert(db: Any) -> None:
                 if self.dialect == "postgresql":
@@ -140,6 +144,7 @@ class PredictionStore(StoreBase):
             try:
                 await self._transaction_locked(f"save {len(batch)} predictions", insert)
             except BaseException as exc:
+                self._inflight = {}
                 if isinstance(exc, StoreError) and exc.reason == "constraint":
                     log.error("Dropping %d predictions that the database refused: %s", len(batch), exc)
                     self.dropped_predictions += len(batch)
@@ -149,6 +154,7 @@ class PredictionStore(StoreBase):
                 self._buffer = batch
                 self._drop_oldest()
                 raise
+            self._inflight = {}
         if self._flush_failing:
             log.info("Saving predictions to %s works again", self.path)
         self._flush_failing = False
@@ -216,7 +222,7 @@ class PredictionStore(StoreBase):
     async def get_prediction(self, message_id: int) -> PredictionRow | None:
         """The prediction for a message, including ones still in the buffer."""
         message_id = int(message_id)
-        row = self._buffer.get(message_id)
+        row = self._buffer.get(message_id) or self._inflight.get(message_id)
         if row is None:
             rows = await self._read("read a prediction", _SELECT, (message_id,))
             # A failed flush may have put the row back into the buffer meanwhile.

@@ -321,6 +321,26 @@ async def test_interval_flush_and_close_flush(opener):
     await s.close()
 
 
+async def test_a_batch_being_written_is_still_seen_by_reads(store: Store, monkeypatch):
+    """PostgreSQL's reads do not wait for the write lock: a row on its way to the database is read from the batch."""
+    original = store._transaction_locked
+    writing = asyncio.Event()
+
+    async def slow(action, body):
+        writing.set()
+        await asyncio.sleep(0.3)
+        return await original(action, body)
+
+    monkeypatch.setattr(store, "_transaction_locked", slow)
+    await store.record_prediction(pred(1, label="anger"))
+    flushing = asyncio.create_task(store.flush())
+    await writing.wait()
+    assert store.buffered == 0  # taken out of the buffer, not committed yet
+    assert (await store.get_prediction(1)).label == "anger"
+    assert await store.label_counts() == {"anger": 1}
+    assert await flushing == 1
+
+
 async def test_prediction_replaced_on_same_message(store: Store):
     await store.record_prediction(pred(1, label="joy"))
     await store.flush()
