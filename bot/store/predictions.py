@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import StoreBase, shielded
+from .base import StoreBase, shielded, upsert_rows, upsert_sql
 from .errors import StoreError
 from .records import PredictionRow, check_prediction
 
@@ -30,18 +30,10 @@ DAY = 86_400.0
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(PredictionRow))  # the table's column names
 _params = operator.attrgetter(*_COLUMNS)  # row -> tuple in _COLUMNS order
-_INSERT = (
-    f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    f"ON CONFLICT (message_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
-)
-# PostgreSQL: a whole batch in one statement, one array per column (a round trip per row would cost 20x).
 _PG_TYPES = {"message_id": "bigint", "guild_id": "bigint", "channel_id": "bigint", "author_id": "bigint",
              "label": "text", "probability": "float8", "model_version": "text", "created_at": "float8"}
-_INSERT_ARRAYS = (
-    f"INSERT INTO predictions ({', '.join(_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(${i} AS {_PG_TYPES[c]}[])' for i, c in enumerate(_COLUMNS, 1))}) "
-    f"ON CONFLICT (message_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
-)
+_UPSERT = {dialect: upsert_sql(dialect, "predictions", _COLUMNS, ("message_id",), _PG_TYPES)
+           for dialect in ("sqlite", "postgresql")}
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM predictions WHERE message_id = ?"
 _DELETE = "DELETE FROM predictions WHERE message_id = ?"
 _DELETE_BY_AUTHOR = "DELETE FROM predictions WHERE author_id = ?"
@@ -136,10 +128,7 @@ class PredictionStore(StoreBase):
             self._inflight = batch
 
             async def insert(db: Any) -> None:
-                if self.dialect == "postgresql":
-                    await db.execute(_INSERT_ARRAYS, [list(column) for column in zip(*map(_params, batch.values()))])
-                else:  # iterated on aiosqlite's thread; nothing mutates `batch` meanwhile
-                    await db.executemany(_INSERT, map(_params, batch.values()))
+                await upsert_rows(db, self.dialect, _UPSERT[self.dialect], [_params(row) for row in batch.values()])
 
             try:
                 await self._transaction_locked(f"save {len(batch)} predictions", insert)

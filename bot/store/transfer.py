@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .base import upsert_rows, upsert_sql
+
 # (table, key columns) in an order the foreign keys allow (guild_channels after guild_settings).
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("guild_settings", ("guild_id",)),
@@ -49,16 +51,6 @@ async def _columns(store: Any, table: str) -> list[tuple[str, str]]:
         (table,))]
 
 
-def _upsert(dialect: str, table: str, names: list[str], key: tuple[str, ...], types: dict[str, str]) -> str:
-    others = [c for c in names if c not in key]
-    conflict = (f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
-                if others else f"ON CONFLICT ({', '.join(key)}) DO NOTHING")
-    if dialect == "postgresql":  # one statement per chunk: one array per column
-        arrays = ", ".join(f"CAST(${i} AS {types[c]}[])" for i, c in enumerate(names, 1))
-        return f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}) {conflict}"
-    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) {conflict}"
-
-
 async def _count(store: Any, table: str) -> int:
     return (await store._read(f"count {table}", f"SELECT count(*) FROM {table}"))[0][0]
 
@@ -75,7 +67,7 @@ async def copy_store(source: Any, destination: Any, *, chunk: int = CHUNK,
         if missing:
             raise ValueError(f"{table}: the destination has no column {', '.join(missing)}: are both databases "
                              "at this version's schema?")
-        statement = _upsert(destination.dialect, table, names, key, types)
+        statement = upsert_sql(destination.dialect, table, names, key, types)
         order = ", ".join(key)
         after = " OR ".join(  # keyset pagination: (k1, k2, ...) > (?, ?, ...), spelt out for both backends
             "(" + " AND ".join([*(f"{k} = ?" for k in key[:i]), f"{key[i]} > ?"]) + ")" for i in range(len(key)))
@@ -93,10 +85,7 @@ async def copy_store(source: Any, destination: Any, *, chunk: int = CHUNK,
                 break
 
             async def write(db: Any, rows: list = rows, statement: str = statement) -> None:
-                if destination.dialect == "postgresql":
-                    await db.execute(statement, [list(column) for column in zip(*rows)])
-                else:
-                    await db.executemany(statement, rows)
+                await upsert_rows(db, destination.dialect, statement, rows)
 
             await destination._write(f"copy {len(rows)} rows into {table}", write)
             copied += len(rows)
