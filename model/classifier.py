@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.chat_text import prepare, text_form
 from model.defaults import DEFAULT_MODEL, MAX_LENGTH  # noqa: F401 - DEFAULT_MODEL re-exported for older callers
 from model.heads import Head, HeadError, HeadRunner, check_fits, encoder_fingerprint, head_modules
 from model.labels import labels_from_config
-from model.text import encodable
+from model.metrics import relative_scores
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,13 @@ class Prediction:
     #: Labels above their threshold (multi-label models); for single-label models just ``label``.
     labels: tuple[str, ...] = ()
     version: str = ""
+    #: Every label, the shown one first (multi-label: by distance above its threshold); empty: by probability.
+    ranking: tuple[str, ...] = field(default=(), repr=False)
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` first labels in the order the label was chosen by, with their probabilities."""
+        if self.ranking:
+            return [(lb, self.scores[lb]) for lb in self.ranking[:k]]
         return sorted(self.scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
 
 
@@ -290,6 +296,8 @@ class Classifier:
         thresholds = getattr(model.config, "label_thresholds", None) or {}
         self.thresholds = torch.tensor([float(thresholds.get(lb, 0.5)) for lb in self.labels])
         self.max_length = max_length
+        #: How texts are prepared for this model (model/chat_text.py): the form it was trained on.
+        self.text_form = text_form(model.config)
         self.version = version or source
         self.source = source
         self.tokenizer = tokenizer
@@ -344,7 +352,7 @@ class Classifier:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length``, unpadded (padding is per batch)."""
-        return self.tokenizer([encodable(t) for t in texts], truncation=True,
+        return self.tokenizer([prepare(t, self.text_form) for t in texts], truncation=True,
                               max_length=self.max_length)["input_ids"]
 
     def prepare_head(self, head: Head) -> Head:
@@ -428,18 +436,25 @@ class Classifier:
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
     def _prediction(self, row: list[float], head: Head | None = None) -> Prediction:
+        """The shown label: a single-label model's argmax; a multi-label model's label furthest above its
+        own threshold (:func:`model.metrics.relative_scores`), not the raw argmax, which favours the labels
+        whose positive-class weights inflated their probabilities."""
         scores = dict(zip(self.labels, row))
-        best = max(range(len(row)), key=row.__getitem__)
-        if self.multi_label:
-            thresholds = head.thresholds if head is not None and head.thresholds else self.thresholds.tolist()
-            chosen = tuple(lb for lb, p, t in zip(self.labels, row, thresholds) if p >= t)
-        else:
-            chosen = (self.labels[best],)
-        return Prediction(self.labels[best], row[best], scores, chosen, head.version if head else self.version)
+        if not self.multi_label:
+            best = max(range(len(row)), key=row.__getitem__)
+            return Prediction(self.labels[best], row[best], scores, (self.labels[best],),
+                              head.version if head else self.version)
+        thresholds = head.thresholds if head is not None and head.thresholds else self.thresholds.tolist()
+        relative = relative_scores(np.asarray([row]), thresholds)[0]
+        order = sorted(range(len(row)), key=lambda j: -relative[j])
+        chosen = tuple(lb for lb, p, t in zip(self.labels, row, thresholds) if p >= t)
+        best = order[0]
+        return Prediction(self.labels[best], row[best], scores, chosen, head.version if head else self.version,
+                          tuple(self.labels[j] for j in order))
 
     def describe(self) -> dict:
         """What ``/emotion about`` and ``--json`` show."""
         return {"source": self.source, "version": self.version, "device": str(self.device),
                 "labels": list(self.labels), "multi_label": self.multi_label,
                 "quantized": self.quantized, "dtype": self.dtype, "batch_size": self.batch_size,
-                "max_length": self.max_length}
+                "max_length": self.max_length, "text_form": self.text_form}

@@ -13,7 +13,10 @@ class EvalConfig:
     """Every knob of ``emotion-machine eval``."""
 
     model: str = option(None, "model folder (a registry version folder) or hub id", required=True)
-    data: str = option(None, "GoEmotions folder, the hub name, a .csv or a .jsonl", required=True)
+    data: str | None = option(None, "GoEmotions folder, the hub name, a .csv or a .jsonl (or give --sources)")
+    sources: str = option("", "a seed13 model instead: score each labelled set's --split in its own labels "
+                              "('all', 'commercial' or names, comma-separated; model/source_scores.py)")
+    data_root: str = option("", "folder holding the --sources sets (default: EMOTION_DATA_ROOT, else ../shared/data)")
     split: str = option("test", "split of a GoEmotions source")
     labels: str | None = option(None, "how GoEmotions labels map onto the model's: goemotions, ekman, seed13 "
                                       "(default: from the model's labels)", choices=sorted(LABEL_SETS))

@@ -34,6 +34,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from model import data
+from model.chat_text import text_form
 from model.classifier import Classifier
 from model.finetune_config import FinetuneConfig, FinetuneResult, metric_sets
 from model.heads import Head, HeadError, freeze_encoder, load_into, save_head
@@ -443,7 +444,7 @@ def run(examples: Dataset | Iterable[tuple[str, str]], config: FinetuneConfig | 
         if multi_label:  # corrections one-hot, replay rows with every label they have
             train_all = data.concat([as_rows(train), *([replay_train] if n_replay else [])])
         train_tok = tokenize(train_all, tokenizer, max_length=config.max_length, label2id=label2id,
-                             multi_label=multi_label)
+                             multi_label=multi_label, text_form=text_form(model.config))
         check_stop()
 
         # 6. the current model on the eval data and the calibration rows (before training changes the base)

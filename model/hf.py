@@ -28,6 +28,7 @@ from transformers import (
     set_seed,
 )
 
+from model.chat_text import DEFAULT_TEXT_FORM, prepare, text_form
 from model.defaults import TrainerKnobs
 from model.losses import LossFn, LossTrainer
 from model.progress import EventSink, TrainingEvent
@@ -50,16 +51,17 @@ def prepare_run(knobs: TrainerKnobs) -> None:
 
 
 def tokenize(ds: Dataset, tokenizer, *, max_length: int, label2id: dict[str, int] | None = None,
-             multi_label: bool = False) -> Dataset:
+             multi_label: bool = False, text_form: str = DEFAULT_TEXT_FORM) -> Dataset:
     """Token ids truncated to ``max_length`` and left unpadded (the collator pads per batch).
 
     With ``label2id`` a ``labels`` column is added from the ``label`` column (one name a row) or a
     ``labels`` column (a list of names a row, :func:`model.data.load_rows`' shape): class ids, or
     for a multi-label model multi-hot float rows (BCE needs a target per label). Without, text only
-    (prediction).
+    (prediction). Texts are prepared as the model reads them (``text_form``, :mod:`model.chat_text`),
+    the same way the bot's classifier prepares them.
     """
     def encode(batch: dict) -> dict:
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        out = tokenizer([prepare(t, text_form) for t in batch["text"]], truncation=True, max_length=max_length)
         if label2id is not None:
             names = batch["labels"] if "labels" in batch else [[lb] for lb in batch["label"]]
             if multi_label:
@@ -189,5 +191,6 @@ def predict_logits(model, tokenizer, texts: Sequence[str], knobs: TrainerKnobs, 
     sampler, and ``predict`` then returns rows in that shuffled order.
     """
     trainer = make_trainer(model, tokenizer, replace(knobs, group_by_length=False), output_dir, callbacks=callbacks)
-    out = trainer.predict(tokenize(Dataset.from_dict({"text": list(texts)}), tokenizer, max_length=knobs.max_length))
+    out = trainer.predict(tokenize(Dataset.from_dict({"text": list(texts)}), tokenizer, max_length=knobs.max_length,
+                                   text_form=text_form(model.config)))
     return np.asarray(out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions, dtype=np.float32)

@@ -31,7 +31,8 @@ def default_loss(multi_label: bool) -> str:
 
 def make_loss(kind: str, *, multi_label: bool, pos_weight: np.ndarray | None = None,
               gamma: float = 2.0) -> LossFn:
-    """``loss(logits, labels)`` for ``kind``; multi-label labels are multi-hot floats, single-label class ids."""
+    """``loss(logits, labels)`` for ``kind``; multi-label labels are multi-hot floats (below 0: unknown, skipped),
+    single-label class ids."""
     allowed = MULTI_LABEL_LOSSES if multi_label else SINGLE_LABEL_LOSSES
     if kind not in allowed:
         what = "multi-label" if multi_label else "single-label"
@@ -39,19 +40,20 @@ def make_loss(kind: str, *, multi_label: bool, pos_weight: np.ndarray | None = N
     F = torch.nn.functional
     weights = torch.as_tensor(pos_weight) if pos_weight is not None else None
 
-    if multi_label and kind in ("bce", "weighted-bce"):
-        def bce(logits, y):
-            w = weights.to(logits.device) if kind == "weighted-bce" and weights is not None else None
-            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=w)
-        return bce
-    if multi_label:  # focal
-        def sigmoid_focal(logits, y):
+    if multi_label:
+        def masked(logits, y):
+            # a target below 0 is unknown (model.sources.UNKNOWN: not annotated by the row's source):
+            # it adds nothing to the loss; with none unknown this is the plain mean over every entry
             y = y.to(logits.dtype)
-            ce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-            p = torch.sigmoid(logits)
-            p_t = p * y + (1 - p) * (1 - y)
-            return (ce * (1 - p_t) ** gamma).mean()
-        return sigmoid_focal
+            known = (y >= 0).to(logits.dtype)
+            y = y.clamp(min=0)
+            w = weights.to(logits.device) if kind == "weighted-bce" and weights is not None else None
+            loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=w, reduction="none")
+            if kind == "focal":
+                p = torch.sigmoid(logits)
+                loss = loss * (1 - (p * y + (1 - p) * (1 - y))) ** gamma
+            return (loss * known).sum() / known.sum().clamp(min=1)
+        return masked
     if kind == "ce":
         return lambda logits, y: F.cross_entropy(logits, y.long())
 

@@ -35,7 +35,8 @@ import torch
 from datasets import Dataset
 from transformers import EvalPrediction
 
-from model import data
+from model import data, source_scores, sources
+from model.card import write_card
 from model.data import multi_hot
 from model.defaults import is_hub_source
 from model.hf import ProgressEvents, make_trainer, predict_logits, prepare_run, tokenize
@@ -148,8 +149,8 @@ def positive_weights(y: np.ndarray, *, cap: float = 50.0) -> np.ndarray:
     The square root keeps the rare labels' recall up without the full ratio's flood of false
     positives (GoEmotions' ``grief`` is 1 row in 500).
     """
-    pos = y.sum(axis=0)
-    neg = len(y) - pos
+    pos = (y > 0).sum(axis=0)
+    neg = (y == 0).sum(axis=0)  # known negatives only: a mixed set's unknown entries (-1) are neither
     w = np.where(pos > 0, np.sqrt(neg / np.maximum(pos, 1)), 1.0)
     return np.clip(w, 1e-3, cap).astype(np.float32)
 
@@ -169,7 +170,7 @@ def init_prior_bias(model, y: np.ndarray, pos_weight: np.ndarray | None = None) 
     if not isinstance(head, torch.nn.Linear) or head.bias is None or head.out_features != y.shape[1]:
         log.info("head of %s not recognised: prior bias not set", type(model).__name__)
         return False
-    rate = np.clip(y.mean(axis=0), 1e-4, 1 - 1e-4)
+    rate = np.clip((y > 0).sum(axis=0) / np.maximum((y >= 0).sum(axis=0), 1), 1e-4, 1 - 1e-4)
     w = pos_weight if pos_weight is not None else np.ones_like(rate)
     bias = np.log(w * rate / (1 - rate))
     with torch.no_grad():
@@ -177,18 +178,74 @@ def init_prior_bias(model, y: np.ndarray, pos_weight: np.ndarray | None = None) 
     return True
 
 
-def encode_labels(rows: Sequence[Sequence[str]], labels: Sequence[str], multi_label: bool) -> np.ndarray:
-    """Each row's label names as the model's targets: multi-hot floats, or the one class id."""
+def encode_labels(rows: Sequence[Sequence[str]], labels: Sequence[str], multi_label: bool,
+                  row_sources: Sequence[str] | None = None) -> np.ndarray:
+    """Each row's label names as the model's targets: multi-hot floats, or the one class id.
+
+    With ``row_sources`` (a mix of sets), a target its row's set does not annotate is
+    :data:`model.sources.UNKNOWN`, which the loss and the scores skip.
+    """
+    if multi_label and row_sources is not None:
+        return sources.targets(rows, row_sources, labels)
     if multi_label:
         return multi_hot(rows, labels)
     index = {lb: i for i, lb in enumerate(labels)}
     return np.array([index[names[0]] for names in rows], dtype=np.int64)
 
 
-def encode(ds: Dataset, tokenizer, labels: Sequence[str], *, max_length: int, multi_label: bool) -> Dataset:
+def encode(ds: Dataset, tokenizer, labels: Sequence[str], *, max_length: int, multi_label: bool,
+           text_form: str) -> Dataset:
     """Token ids (unpadded: :func:`model.hf.tokenize`) plus ``labels`` (:func:`encode_labels`)."""
-    tokens = tokenize(ds.select_columns(["text"]), tokenizer, max_length=max_length)
-    return tokens.add_column("labels", encode_labels(ds["labels"], labels, multi_label).tolist())
+    tokens = tokenize(ds.select_columns(["text"]), tokenizer, max_length=max_length, text_form=text_form)
+    return tokens.add_column("labels", encode_labels(ds["labels"], labels, multi_label, row_sources(ds)).tolist())
+
+
+def row_sources(ds: Dataset) -> list[str] | None:
+    """Each row's set, for a mix (``train --sources``); None for one source."""
+    return list(ds["source"]) if "source" in ds.column_names else None
+
+
+def load_data(config: TrainConfig) -> tuple[Dataset, Dataset | None, dict[str, Any]]:
+    """(train rows, dev rows or None, what the metadata records of the data) from --data or --sources."""
+    if not config.sources:
+        train_rows = data.load_rows(config.data, "train", config.labels, multi_label=config.multi_label)
+        if config.limit and config.limit < len(train_rows):
+            train_rows = train_rows.shuffle(seed=config.seed).select(range(config.limit))
+        dev_rows = None
+        if config.use_dev and data.has_split(config.data, "dev"):
+            dev_rows = data.load_rows(config.data, "dev", config.labels, multi_label=config.multi_label)
+        return train_rows, dev_rows, {"data": recorded_source(config.data)}
+    if config.labels != "seed13" or not config.multi_label:
+        raise TrainError("--sources trains a multi-label model on the seed's 13 labels, since the sets annotate "
+                         "different labels: add --labels seed13 --multi-label")
+    try:
+        chosen = sources.choose(config.sources)
+        root = Path(config.data_root).expanduser() if config.data_root else sources.default_root()
+        size = config.limit or config.mix_size
+        train_rows, counts = sources.mix(chosen, size, root, temperature=config.mix_temperature, seed=config.seed)
+        dev_rows = sources.dev_mix(chosen, root) if config.use_dev else None
+    except data.DataError as exc:
+        raise TrainError(str(exc)) from None
+    record = {
+        "sources": {s.name: {"text": s.text, "terms": s.terms, "commercial": s.commercial, "scope": list(s.scope),
+                             **counts[s.name]} for s in chosen},
+        "data_root": str(root.resolve()),
+        # replay for later fine-tunes: the one set that annotates (nearly) every label, when it was used
+        "data": str((root / "goemotions").resolve()) if "goemotions" in counts else None,
+    }
+    return train_rows, dev_rows, record
+
+
+def scores_by_source(probs: np.ndarray, rows: Dataset, labels: Sequence[str],
+                     thresholds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """A mix's figures per set, in each set's own labels (:func:`model.source_scores.score`)."""
+    names = np.array(rows["source"])
+    gold = list(rows["labels"])
+    out = {}
+    for name in dict.fromkeys(rows["source"]):
+        at = np.flatnonzero(names == name)
+        out[name] = source_scores.score(sources.SOURCES[name], probs[at], [gold[i] for i in at], labels, thresholds)
+    return out
 
 
 # --------------------------------------------------------------------------- checkpoint selection
@@ -250,7 +307,8 @@ def recorded_source(source: str) -> str:
 
 def recipe(config: TrainConfig) -> dict[str, Any]:
     """The knobs that decide the model (not where it is saved)."""
-    keep = ("base", "data", "labels", "multi_label", "focal_gamma", "max_pos_weight", "epochs", "learning_rate",
+    keep = ("base", "data", "sources", "mix_size", "mix_temperature", "text_form", "labels", "multi_label",
+            "focal_gamma", "max_pos_weight", "epochs", "learning_rate",
             "batch_size", "max_length", "max_steps", "limit", "seed", "weight_decay", "warmup", "group_by_length",
             "eval_every")
     values = asdict(config)
@@ -321,12 +379,7 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
 
     # 2. data: train, and dev when the source has one
     emit(TrainingEvent.stage_started("load data"))
-    train_rows = data.load_rows(config.data, "train", config.labels, multi_label=config.multi_label)
-    if config.limit and config.limit < len(train_rows):
-        train_rows = train_rows.shuffle(seed=config.seed).select(range(config.limit))
-    dev_rows = None
-    if config.use_dev and data.has_split(config.data, "dev"):
-        dev_rows = data.load_rows(config.data, "dev", config.labels, multi_label=config.multi_label)
+    train_rows, dev_rows, data_record = load_data(config)
     if config.eval_every > 0 and dev_rows is None:
         raise TrainError(f"--eval-every picks the best checkpoint on a dev split, and {config.data} has none "
                          "(or --no-use-dev was given): drop --eval-every, or use a source with a dev split")
@@ -334,13 +387,15 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
     # 3. model with a head for the label set
     emit(TrainingEvent.stage_started("load base"))
     model, tokenizer, new_head = load_base(base, labels, multi_label=config.multi_label)
+    model.config.text_form = config.text_form
 
     # 4. tokenize, loss
     emit(TrainingEvent.stage_started("tokenize"))
-    train_tok = encode(train_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label)
+    train_tok = encode(train_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label,
+                       text_form=config.text_form)
     pos_weight = None
     if config.multi_label:
-        y = multi_hot(train_rows["labels"], labels)
+        y = encode_labels(train_rows["labels"], labels, True, row_sources(train_rows))
         pos_weight = positive_weights(y, cap=config.max_pos_weight)
         if new_head:
             init_prior_bias(model, y, pos_weight if loss_kind == "weighted-bce" else None)
@@ -352,7 +407,8 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
         progress = ProgressEvents(emit, None, config.progress_interval)
         dev_tok = None
         if config.eval_every > 0:
-            dev_tok = encode(dev_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label)
+            dev_tok = encode(dev_rows, tokenizer, labels, max_length=config.max_length, multi_label=config.multi_label,
+                             text_form=config.text_form)
         trainer = make_trainer(model, tokenizer, config, workdir, train=train_tok, callbacks=[progress],
                                loss_fn=loss_fn, dev=dev_tok, eval_every=config.eval_every,
                                compute_metrics=dev_metrics(labels, config.multi_label) if dev_tok is not None else None)
@@ -369,12 +425,17 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
             emit(TrainingEvent.stage_started("evaluate on dev"))
             probs = probabilities(predict_logits(model, tokenizer, dev_rows["text"], config, workdir),
                                   config.multi_label)
-            dev, thresholds = dev_scores(probs, encode_labels(dev_rows["labels"], labels, config.multi_label), labels,
-                                         multi_label=config.multi_label)
+            dev, thresholds = dev_scores(probs, encode_labels(dev_rows["labels"], labels, config.multi_label,
+                                                              row_sources(dev_rows)),
+                                         labels, multi_label=config.multi_label)
             if config.multi_label:
                 model.config.label_thresholds = thresholds
+            per_label = {lb: m["f1"] for lb, m in dev.get("per_label", {}).items()}
             dev = {k: v for k, v in dev.items() if k != "per_label"}
             dev["examples"] = len(dev_rows)
+            dev["per_label_f1"] = per_label
+            if config.sources:
+                dev["by_source"] = scores_by_source(probs, dev_rows, labels, thresholds)
 
     # 7. save
     emit(TrainingEvent.stage_started("save"))
@@ -382,7 +443,7 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
     metadata = {
         "kind": "train", "base": config.base, "base_path": base, "parent": None,
         "labels": labels, "label_set": config.labels, "multi_label": config.multi_label,
-        "recipe": recipe(config), "data": recorded_source(config.data),
+        "recipe": recipe(config), **data_record, "text_form": config.text_form,
         "examples": {"train": len(train_rows), "dev": len(dev_rows) if dev_rows is not None else 0},
         "metrics": {"dev": dev, "train_loss": round(float(output.training_loss), 6),
                     "steps": int(output.global_step), **selection},
@@ -393,6 +454,7 @@ def run(config: TrainConfig, *, on_event: EventSink | None = None) -> TrainResul
         metadata["pos_weight"] = {lb: round(float(w), 4) for lb, w in zip(labels, pos_weight)}
     path, version, deployed = save_model(model, tokenizer, metadata, output=config.output,
                                          models_dir=config.models_dir, deploy=config.deploy)
+    write_card(Path(path), {"version": version or Path(path).name, **metadata})
     log.info("saved %s (%s) in %.0f s", path, version or "folder", seconds)
     return TrainResult(path=path, version=version, labels=labels, multi_label=config.multi_label,
                        train_examples=len(train_rows), dev_examples=metadata["examples"]["dev"],

@@ -31,6 +31,15 @@ class TrainConfig(TrainerKnobs):
     data: str = option("../shared/data/goemotions",
                        "GoEmotions folder, google-research-datasets/go_emotions (hub, needs internet), a .csv "
                        "(text,label) or a .jsonl; multi-label files may list several labels comma-separated")
+    sources: str = option("", "train a multi-label seed13 model on a mix of the labelled sets instead of --data: "
+                              "'all', 'commercial' (terms allow a business's use), or names, comma-separated "
+                              "('all,-meld' leaves one out); see docs/labels.md")
+    data_root: str = option("", "folder holding the --sources sets (default: EMOTION_DATA_ROOT, else ../shared/data)")
+    mix_size: int = option(40000, "--sources: training rows per epoch, drawn from the sets by --mix-temperature")
+    mix_temperature: float = option(0.5, "--sources: each set's share grows as its size to this power (1: as they "
+                                         "are, 0: equal shares)")
+    text_form: str = option("chat", "chat: emoji, mentions, links and quotes normalised (model/chat_text.py); "
+                                    "raw: as written", choices=["chat", "raw"])
     labels: str = option("goemotions", "the model's label set: goemotions (28), ekman (6 + neutral) or seed13",
                          choices=sorted(LABEL_SETS))
     multi_label: bool = option(False, "one sigmoid per label, all of a row's labels kept")

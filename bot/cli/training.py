@@ -79,7 +79,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CommandError(DEPLOY_WITH_OUTPUT, EXIT_USAGE)
     config = from_namespace(TrainConfig, args, models_dir=_models_dir(args))
     print(f"training a {'multi' if config.multi_label else 'single'}-label {config.labels} model from "
-          f"{config.base} on {config.data} (loss {config.resolved_loss()})", file=sys.stderr)
+          f"{config.base} on {('sources ' + config.sources) if config.sources else config.data} "
+          f"(loss {config.resolved_loss()})", file=sys.stderr)
     progress = render.TerminalProgress()
     try:
         result = run(config, on_event=progress)
@@ -145,6 +146,6 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in report.items() if k != "confusion"}, indent=2))
         return EXIT_OK
     print("\n".join(summary_lines(report)))
-    print(f"  report: {Path(report['files']['report_txt']).parent}/ (report.json, report.txt, confusion.png, "
-          "confusion.txt)")
+    files = "report.json, report.txt" + ("" if "sources" in report else ", confusion.png, confusion.txt")
+    print(f"  report: {Path(report['files']['report_txt']).parent}/ ({files})")
     return EXIT_OK

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from bot.services.privacy import InFlight, Work
 from bot.services.review import offer as offer_for_review
 from bot.store import GuildSettings, PredictionRow, StoreError
+from model.chat_text import has_own_words
 from model.labels import emoji_for
 from model.worker import WorkerClosed
 
@@ -81,6 +82,8 @@ class TaggingService:
         switched_on = settings.channel_enabled(message.channel_id, message.parent_id)
         if not (switched_on or always_classify):
             return None
+        if not has_own_words(message.text):
+            return None  # only quoted lines: someone else's words, not this writer's emotion
         if await self.store.is_opted_out(message.author_id):
             return None
         if self.backlog >= self.max_backlog:

@@ -22,7 +22,7 @@ _HOMES = {
     "TOKEN": "fake_discord", "FakeDiscord": "fake_discord", "first_of": "fake_discord",
     "build_guild": "worlds", "reactions": "worlds", "running": "worlds", "correct_all": "worlds",
     "cli": "training", "corrections": "training", "fast_finetune_config": "training",
-    "fast_train_config": "training", "write_goemotions": "training",
+    "fast_train_config": "training", "write_goemotions": "training", "write_sources": "training",
 }
 
 __all__ = ["ROOT", *_HOMES]

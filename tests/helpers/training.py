@@ -85,3 +85,102 @@ def write_goemotions(folder: Path) -> Path:
                  for i, (text, labels) in enumerate(goemotions_rows(templates))]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+# --------------------------------------------------------------------------- every labelled set, tiny
+
+#: Texts of the tiny vocabulary, by the seed label they carry; every set writes its own labels for them.
+SOURCE_WORDS = {"happiness": "happy", "sadness": "sad", "anger": "angry", "fear": "scared", "surprise": "wow",
+                "love": "love", "disgust": "gross", "neutral": "ok", "shame": "sorry", "guilt": "not"}
+_FILLERS = ["i am so {}", "{} today", "really {} feeling", "totally {}", "feel {} today", "{} lol", "oh {}",
+            "so {} yeah", "{} the phone", "my {} day", "very {} right", "{} it is"]
+
+
+def _texts(label: str) -> list[str]:
+    return [f.format(SOURCE_WORDS[label]) for f in _FILLERS]
+
+
+def write_sources(root: Path) -> Path:
+    """A folder holding every set of ``model.sources.SOURCES``, a dozen rows a label, each in its own file format.
+
+    Sarcastic rows read ``sure great ...`` (sarcasm is ``sure great`` here); ISEAR gets a bracketed non-answer and
+    a text with a ``|`` in it; XED a trust-only row (no seed label) and a neutral file; EmoContext ``others``.
+    """
+    import csv as _csv
+
+    write_goemotions(root / "goemotions")
+    dair = root / "dair-emotion"
+    dair.mkdir(parents=True)
+    names = {"happiness": "joy", "sadness": "sadness", "anger": "anger", "fear": "fear", "surprise": "surprise",
+             "love": "love"}
+    lines = [f"{t};{name}" for lb, name in names.items() for t in _texts(lb)]
+    (dair / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (dair / "val.txt").write_text("\n".join(f"i feel {line}" for line in lines) + "\n", encoding="utf-8")
+
+    emo = root / "emocontext"
+    emo.mkdir()
+    rows = [(t, name) for lb, name in (("happiness", "happy"), ("sadness", "sad"), ("anger", "angry"),
+                                       ("neutral", "others"), ("love", "others")) for t in _texts(lb)]
+    for split in ("train", "dev", "test"):
+        (emo / f"{split}.txt").write_text("".join(f"{i}\thi\thello\t{t}\t{lb}\n" for i, (t, lb) in enumerate(rows)),
+                                          encoding="utf-8")
+    meld = root / "meld"
+    meld.mkdir()
+    names = {"neutral": "neutral", "happiness": "joy", "surprise": "surprise", "anger": "anger", "sadness": "sadness",
+             "disgust": "disgust", "fear": "fear"}
+    for split in ("train", "dev", "test"):
+        with (meld / f"{split}_sent_emo.csv").open("w", encoding="utf-8", newline="") as f:
+            w = _csv.writer(f)
+            w.writerow(["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID"])
+            for i, (lb, name) in enumerate((lb, name) for lb, name in names.items() for _ in range(1)):
+                for j, t in enumerate(_texts(lb)):
+                    w.writerow([i * 100 + j, t.replace("i am", "i\u2019m"), "Ross", name, "neutral", i, j])
+    xed = root / "xed_en"
+    xed.mkdir()
+    numbers = {"anger": 1, "disgust": 3, "fear": 4, "happiness": 5, "sadness": 6, "surprise": 7}
+    lines = [f"{t.replace('today', 'today .')}\t{n}" for lb, n in numbers.items() for t in _texts(lb)]
+    lines += [f"{t} ok\t{numbers['happiness']}, {numbers['surprise']}" for t in _texts("happiness")[:4]]
+    lines += ["thanks you , my love\t8"]  # trust only: no seed label
+    (xed / "en-annotated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (xed / "neu_en.txt").write_text("".join(f"9\t{t}\n" for t in _texts("neutral")) + "malformed\n", encoding="utf-8")
+
+    isear = root / "isear"
+    isear.mkdir()
+    header = "|".join(f"C{i}" for i in range(42)) + "|"
+    names = {"happiness": "joy", "fear": "fear", "anger": "anger", "sadness": "sadness", "disgust": "disgust",
+             "shame": "shame", "guilt": "guilt"}
+
+    def isear_line(label: str, text: str) -> str:
+        fields = ["1"] * 42
+        fields[36], fields[40], fields[41] = label, text, "1"
+        return "|".join(fields) + "|"
+
+    lines = [header] + [isear_line(name, f"when {t}") for lb, name in names.items() for t in _texts(lb)]
+    lines += [isear_line("shame", "[ Same as in anger.]"), isear_line("guilt", "when i was sorry | not  \u00e1 fine")]
+    (isear / "isear.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    sarcastic = [f"sure great {t}" for t in _texts("happiness")] + [f"sure great {t}" for t in _texts("love")]
+    plain = _texts("neutral") + _texts("sadness")
+    sarc = root / "isarcasmeval_en"
+    (sarc / "train").mkdir(parents=True)
+    (sarc / "test").mkdir()
+    with (sarc / "train" / "train.En.csv").open("w", encoding="utf-8", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["", "tweet", "sarcastic", "rephrase", "sarcasm"])
+        for i, t in enumerate(sarcastic):
+            w.writerow([i, t, 1, f"i am not {t.split()[-1]}", 1])
+        for i, t in enumerate(plain):
+            w.writerow([100 + i, t, 0, "", ""])
+    with (sarc / "test" / "task_A_En_test.csv").open("w", encoding="utf-8", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["text", "sarcastic"])
+        for t in sarcastic[:6]:
+            w.writerow([t + " lol", 1])
+        for t in plain[:6]:
+            w.writerow([t + " lol", 0])
+    mustard = root / "mustard"
+    mustard.mkdir()
+    rows = {f"m{i}": {"utterance": t, "sarcasm": s, "speaker": "SHELDON", "context": []}
+            for i, (t, s) in enumerate([(t, True) for t in sarcastic] + [(t, False) for t in plain])}
+    (mustard / "sarcasm_data.json").write_text(json.dumps(rows), encoding="utf-8")
+    return root

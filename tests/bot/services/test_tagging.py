@@ -116,3 +116,10 @@ async def test_past_the_backlog_new_messages_are_shed(services, worker):
     release.set()
     results = await asyncio.gather(*waiting)
     assert [r is not None for r in results] == [True, True, False, False] and services.tagging.backlog == 0
+
+
+async def test_a_message_that_only_quotes_someone_else_is_not_tagged(services, store, worker):
+    assert await services.tagging.tag(message(1, text="> you are all terrible\n>>> and so is this")) is None
+    assert await store.get_prediction(1) is None and worker.texts == []
+    tagged = await services.tagging.tag(message(2, text="> you are all terrible\nso happy"))
+    assert tagged is not None and await store.get_prediction(2) is not None
