@@ -30,17 +30,14 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def held_out_scores(model_dir: str, source, root: Path, *, limit: int = 0) -> dict:
-    """``source``'s test split scored by the model in ``model_dir``, in the source's own labels."""
-    from model import source_scores, sources
-    from model.classifier import Classifier
-    from model.evaluate import predict_probabilities
+    """``source``'s test split scored by the model in ``model_dir``, in the source's own labels (``eval --sources``)."""
+    from model.eval_config import EvalConfig
+    from model.evaluate import run_sources
 
-    clf = Classifier.load(model_dir, device="auto", quantize="none")
-    rows = sources.dataset(source, "test", root, limit=limit)
-    with tempfile.TemporaryDirectory(prefix="loso-eval-") as workdir:
-        probs = predict_probabilities(clf.model, clf.tokenizer, rows["text"], 128, 64, workdir)
-    thresholds = dict(getattr(clf.model.config, "label_thresholds", None) or {})
-    return source_scores.score(source, probs, list(rows["labels"]), list(clf.labels), thresholds)
+    with tempfile.TemporaryDirectory(prefix="loso-eval-") as out:
+        report = run_sources(EvalConfig(model=model_dir, sources=source.name, data_root=str(root), limit=limit,
+                                        out=out))
+    return report["sources"][source.name]
 
 
 def main(argv: list[str] | None = None) -> int:

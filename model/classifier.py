@@ -404,10 +404,10 @@ class Classifier:
             chunk = order[start:start + size]
             own = [heads[i] for i in chunk] if heads is not None and any(heads[i] is not None for i in chunk) else None
             probs = self._probabilities([ids[i] for i in chunk], own)
-            if own is None:
-                yield chunk, [self._prediction(row) for row in probs.tolist()]
-            else:
-                yield chunk, [self._prediction(row, head) for row, head in zip(probs.tolist(), own)]
+            rows_heads = own if own is not None else [None] * len(chunk)
+            relative = self._relative(probs, rows_heads) if self.multi_label else [None] * len(chunk)
+            yield chunk, [self._prediction(row, head, rel)
+                          for row, head, rel in zip(probs.tolist(), rows_heads, relative)]
 
     @torch.inference_mode()
     def _probabilities(self, batch: list[list[int]], heads: Sequence[Head | None] | None = None) -> torch.Tensor:
@@ -435,22 +435,27 @@ class Classifier:
         logits = logits.float().cpu()
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
 
-    def _prediction(self, row: list[float], head: Head | None = None) -> Prediction:
+    def _relative(self, probs: torch.Tensor, heads: Sequence[Head | None]) -> np.ndarray:
+        """(rows × labels) :func:`model.metrics.relative_scores` of a batch, each row against its own thresholds."""
+        base = self.thresholds.tolist()
+        thresholds = [head.thresholds if head is not None and head.thresholds else base for head in heads]
+        return relative_scores(probs.numpy(), np.asarray(thresholds))
+
+    def _prediction(self, row: list[float], head: Head | None = None, relative: np.ndarray | None = None
+                    ) -> Prediction:
         """The shown label: a single-label model's argmax; a multi-label model's label furthest above its
-        own threshold (:func:`model.metrics.relative_scores`), not the raw argmax, which favours the labels
+        own threshold (``relative``, from :meth:`_relative`), not the raw argmax, which favours the labels
         whose positive-class weights inflated their probabilities."""
         scores = dict(zip(self.labels, row))
+        version = head.version if head else self.version
         if not self.multi_label:
             best = max(range(len(row)), key=row.__getitem__)
-            return Prediction(self.labels[best], row[best], scores, (self.labels[best],),
-                              head.version if head else self.version)
+            return Prediction(self.labels[best], row[best], scores, (self.labels[best],), version)
         thresholds = head.thresholds if head is not None and head.thresholds else self.thresholds.tolist()
-        relative = relative_scores(np.asarray([row]), thresholds)[0]
-        order = sorted(range(len(row)), key=lambda j: -relative[j])
+        order = np.argsort(-relative, kind="stable").tolist()
         chosen = tuple(lb for lb, p, t in zip(self.labels, row, thresholds) if p >= t)
         best = order[0]
-        return Prediction(self.labels[best], row[best], scores, chosen, head.version if head else self.version,
-                          tuple(self.labels[j] for j in order))
+        return Prediction(self.labels[best], row[best], scores, chosen, version, tuple(self.labels[j] for j in order))
 
     def describe(self) -> dict:
         """What ``/emotion about`` and ``--json`` show."""
